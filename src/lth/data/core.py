@@ -1,0 +1,58 @@
+"""The data containers every other subpackage codes against, and the one error type users see."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+# How the CLI and the environment let a user point at their files; named here once so that every message
+# gives the same fix.
+DATA_DIR_HINT = "`--data-dir` (or the LTH_DATA environment variable)"
+
+
+class DataError(RuntimeError):
+    """A data problem the user can fix; the message says what is wrong and how to fix it."""
+
+
+@dataclass
+class Split:
+    """One split, already normalized: x float32 [N, *input_shape], y int64 [N]."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.x.shape[0] != self.y.shape[0]:
+            raise DataError(
+                f"split has {self.x.shape[0]} inputs but {self.y.shape[0]} labels; the data files disagree, "
+                "delete them and download (or copy) them again"
+            )
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def to(self, device: torch.device | str) -> Split:
+        return Split(self.x.to(device), self.y.to(device))
+
+
+@dataclass
+class Dataset:
+    """A dataset resident in memory (on one device): train/val/test splits and what models need to know."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+    num_classes: int
+    input_shape: tuple[int, ...]
+
+    def to(self, device: torch.device | str) -> Dataset:
+        return Dataset(
+            self.name,
+            self.train.to(device),
+            self.val.to(device),
+            self.test.to(device),
+            self.num_classes,
+            self.input_shape,
+        )

@@ -1,0 +1,82 @@
+"""Aggregate finished trainings into per-level, per-branch rows (mean, min, max over replicates) and print them.
+
+These rows are what `lth run` prints per level, what `lth show` reprints, and what `lth show --json` emits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+# (summary key, column title, scale, format): accuracies are shown in percent.
+COLUMNS = (
+    ("early_stop_step", "ES iter", 1, "{:.0f}"),
+    ("early_stop_val_acc", "val@ES", 100, "{:.1f}"),
+    ("early_stop_test_acc", "test@ES", 100, "{:.1f}"),
+    ("final_train_acc", "train@end", 100, "{:.1f}"),
+    ("final_test_acc", "test@end", 100, "{:.1f}"),
+)
+BRANCH_ORDER = {"ticket": 0, "reinit": 1, "random_prune": 9}
+
+
+def _branch_key(branch: str) -> tuple[int, str]:
+    return (BRANCH_ORDER.get(branch, 5 if branch.startswith("reinit") else 8), branch)
+
+
+def aggregate(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (level, branch): replicates, P_m and {key: {mean, min, max}} of every numeric field."""
+    groups: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
+    for s in summaries:
+        groups[s["level"], s["branch"]].append(s)
+    rows = []
+    for (level, branch), items in sorted(groups.items(), key=lambda kv: (kv[0][0], _branch_key(kv[0][1]))):
+        row: dict[str, Any] = {"level": level, "branch": "dense" if level == 0 else branch,
+                               "replicates": sorted(s["replicate"] for s in items),
+                               "remaining_percent": items[0]["remaining_percent"]}
+        keys = [k for k, v in items[0].items()
+                if isinstance(v, (int, float)) and k not in ("replicate", "level", "remaining_percent")]
+        for k in keys:
+            vals = [float(s[k]) for s in items if isinstance(s.get(k), (int, float))]
+            vals = [v for v in vals if not math.isnan(v)]
+            if vals:
+                row[k] = {"mean": sum(vals) / len(vals), "min": min(vals), "max": max(vals)}
+        rows.append(row)
+    return rows
+
+
+def level_rows(summaries: list[dict[str, Any]], level: int) -> list[dict[str, Any]]:
+    return [r for r in aggregate(summaries) if r["level"] == level]
+
+
+def _cell(row: dict[str, Any], key: str, scale: float, fmt: str) -> str:
+    stat = row.get(key)
+    if stat is None:
+        return "-"
+    text = fmt.format(stat["mean"] * scale)
+    if len(row["replicates"]) > 1 and scale != 1:
+        text += f" ±{(stat['max'] - stat['min']) * scale / 2:.1f}"
+    return text
+
+
+def format_level(rows: list[dict[str, Any]], header: bool = False) -> str:
+    """Fixed-width lines for one level (with replicates: mean ± half the min-max range)."""
+    widths = [5, 7, 13] + [max(9, len(c[1]) + 1) for c in COLUMNS]
+    wide = any(len(r["replicates"]) > 1 for r in rows)
+    if wide:
+        widths = widths[:3] + [w + 5 if c[2] != 1 else w for w, c in zip(widths[3:], COLUMNS)]
+    lines = []
+    if header:
+        titles = ["level", "P_m %", "branch"] + [c[1] for c in COLUMNS]
+        lines.append(" ".join(t.rjust(w) if i != 2 else t.ljust(w) for i, (t, w) in enumerate(zip(titles, widths))))
+    for i, r in enumerate(rows):
+        cells = [str(r["level"]) if i == 0 else "", f"{r['remaining_percent']:.2f}" if i == 0 else "", r["branch"]]
+        cells += [_cell(r, k, s, f) for k, _, s, f in COLUMNS]
+        lines.append(" ".join(c.rjust(w) if j != 2 else c.ljust(w) for j, (c, w) in enumerate(zip(cells, widths))))
+    return "\n".join(lines)
+
+
+def format_table(summaries: list[dict[str, Any]]) -> str:
+    rows = aggregate(summaries)
+    levels = sorted({r["level"] for r in rows})
+    return "\n".join(format_level([r for r in rows if r["level"] == lv], header=i == 0) for i, lv in enumerate(levels))

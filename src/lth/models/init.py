@@ -1,0 +1,84 @@
+"""Weight initializers and `initialize`, the deterministic re-draw used for θ_0 and for the
+random-reinitialization control.
+
+Every draw uses a private CPU `torch.Generator`, so the global RNG (and with it the data order of anything
+else seeded globally) is untouched, and the same seed gives bit-identical weights on any device: the weights
+are drawn on the CPU in float32 and then copied to the parameter's device and dtype.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+# An initializer fills a float32 CPU tensor in place from `generator`.
+Initializer = Callable[[torch.Tensor, torch.Generator], None]
+
+WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+NORMS = (nn.modules.batchnorm._BatchNorm,)  # BatchNorm1d/2d/3d and SyncBatchNorm
+
+
+def _fan_in(w: torch.Tensor) -> int:
+    return w.shape[1] * math.prod(w.shape[2:])
+
+
+def _signed_kaiming_constant(w: torch.Tensor, g: torch.Generator) -> None:
+    # Ramanujan et al. (edge-popup): every weight is ±sqrt(2/fan_in) (ReLU gain / sqrt(fan_in)),
+    # the sign a fair coin.
+    signs = torch.randint(0, 2, w.shape, generator=g, dtype=w.dtype).mul_(2).sub_(1)
+    w.copy_(signs * math.sqrt(2.0 / _fan_in(w)))
+
+
+INITIALIZERS: dict[str, Initializer] = {
+    # Gaussian Glorot: Frankle & Carbin's initialization; std = sqrt(2 / (fan_in + fan_out)).
+    "glorot_normal": lambda w, g: nn.init.xavier_normal_(w, generator=g),
+    "glorot_uniform": lambda w, g: nn.init.xavier_uniform_(w, generator=g),
+    # He et al. with the ReLU gain and fan_in: std = sqrt(2 / fan_in).
+    "kaiming_normal": lambda w, g: nn.init.kaiming_normal_(w, nonlinearity="relu", generator=g),
+    "kaiming_uniform": lambda w, g: nn.init.kaiming_uniform_(w, nonlinearity="relu", generator=g),
+    "signed_kaiming_constant": _signed_kaiming_constant,
+}
+
+
+def check_scheme(scheme: str) -> None:
+    if scheme not in INITIALIZERS:
+        raise ValueError(f"unknown initializer {scheme!r}; known: {', '.join(INITIALIZERS)}")
+
+
+def _raw(module: nn.Module, name: str) -> torch.Tensor | None:
+    """The stored tensor behind `module.<name>`; under a parametrization (e.g. a pruning mask) that is
+    the original, since the parametrized attribute is computed and cannot be written."""
+    if parametrize.is_parametrized(module, name):
+        return getattr(module.parametrizations, name).original
+    return getattr(module, name, None)
+
+
+@torch.no_grad()
+def initialize(model: nn.Module, scheme: str, seed: int) -> None:
+    """Re-draw every Linear/Conv weight of `model` from `scheme`, deterministically from `seed`.
+
+    Biases become 0; BatchNorm weight 1, bias 0, running statistics reset. Other parameters (a user's
+    embeddings, edge-popup scores) are left alone. Modules are visited in `model.modules()` order, which is
+    fixed by the architecture, so the same seed gives the same weights.
+    """
+    check_scheme(scheme)
+    fill = INITIALIZERS[scheme]
+    g = torch.Generator(device="cpu").manual_seed(int(seed))
+    for module in model.modules():
+        if isinstance(module, WEIGHTED):
+            weight = _raw(module, "weight")
+            draw = torch.empty(weight.shape, dtype=torch.float32)
+            fill(draw, g)
+            weight.copy_(draw)
+            bias = _raw(module, "bias")
+            if bias is not None:
+                bias.zero_()
+        elif isinstance(module, NORMS):
+            module.reset_running_stats()
+            if module.affine:
+                _raw(module, "weight").fill_(1.0)
+                _raw(module, "bias").zero_()

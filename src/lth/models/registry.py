@@ -1,0 +1,93 @@
+"""The model registry and `build_model`, which checks a ModelConfig against it before building."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from . import conv, mlp, mnist1d, resnet, vgg
+from .init import check_scheme, initialize
+
+OPTIONS = ("hidden", "width", "dropout")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    description: str
+    builder: Callable[..., nn.Module]
+    """builder(input_shape, num_classes, *, hidden, width, dropout) -> nn.Module. Every builder takes all
+    three keywords (hidden=() and width=0 mean the model's default); it raises ValueError, before making
+    any layer, when input_shape does not suit it."""
+    options: frozenset[str]
+    """Which of hidden/width/dropout the model uses; build_model refuses the others at non-default values."""
+
+
+def _info(name: str, description: str, builder: Callable[..., nn.Module], *options: str) -> ModelInfo:
+    return ModelInfo(name, description, builder, frozenset(options))
+
+
+MODELS: dict[str, ModelInfo] = {i.name: i for i in (
+    _info("lenet_300_100", "LeNet-300-100 MLP (fc 300, 100, out), Frankle & Carbin's MNIST net",
+          mlp.build_lenet_300_100, "hidden", "dropout"),
+    _info("conv2", "Conv-2: 64,64,pool; fc 256,256,out (Frankle & Carbin, CIFAR-10)",
+          conv.build_conv2, "dropout"),
+    _info("conv4", "Conv-4: 64,64,pool,128,128,pool; fc 256,256,out", conv.build_conv4, "dropout"),
+    _info("conv6", "Conv-6: 64,64,pool,128,128,pool,256,256,pool; fc 256,256,out",
+          conv.build_conv6, "dropout"),
+    _info("vgg11", "CIFAR VGG-11 with BatchNorm, global avgpool, fc", vgg.build_vgg11),
+    _info("vgg16", "CIFAR VGG-16 with BatchNorm, global avgpool, fc", vgg.build_vgg16),
+    _info("vgg19", "CIFAR VGG-19 with BatchNorm, global avgpool, fc (20.0M weights)", vgg.build_vgg19),
+    _info("resnet20", "CIFAR ResNet-20 (16/32/64 x width/16), ~271K weights", resnet.build_resnet20, "width"),
+    _info("resnet32", "CIFAR ResNet-32 (16/32/64 x width/16)", resnet.build_resnet32, "width"),
+    _info("resnet56", "CIFAR ResNet-56 (16/32/64 x width/16)", resnet.build_resnet56, "width"),
+    _info("mnist1d_mlp", "MNIST-1D lottery MLP 40-500-500-10", mlp.build_mnist1d_mlp, "hidden", "dropout"),
+    _info("mnist1d_cnn", "MNIST-1D reference CNN (three 1-D convs of 25 channels, fc)",
+          mnist1d.build_mnist1d_cnn),
+)}
+
+
+def _set_options(cfg: ModelConfig) -> dict[str, object]:
+    """The options the config sets to something other than "the model's default", after checking values."""
+    out: dict[str, object] = {}
+    if cfg.hidden:
+        if any(not isinstance(h, int) or h < 1 for h in cfg.hidden):
+            raise ValueError(f"model.hidden must be positive integers, got {cfg.hidden!r}")
+        out["hidden"] = tuple(cfg.hidden)
+    if cfg.width:
+        if not isinstance(cfg.width, int) or cfg.width < 1:
+            raise ValueError(f"model.width must be a positive integer (0: default), got {cfg.width!r}")
+        out["width"] = cfg.width
+    if cfg.dropout:
+        if not 0.0 < cfg.dropout < 1.0:
+            raise ValueError(f"model.dropout must be in [0, 1), got {cfg.dropout!r}")
+        out["dropout"] = cfg.dropout
+    return out
+
+
+def build_model(cfg: ModelConfig, *, input_shape: tuple[int, ...], num_classes: int, seed: int) -> nn.Module:
+    """Check `cfg`, build the network for `input_shape` and `num_classes`, and initialize it from `seed`."""
+    info = MODELS.get(cfg.name)
+    if info is None:
+        raise ValueError(f"unknown model {cfg.name!r}; known models: {', '.join(MODELS)}")
+    for option, value in _set_options(cfg).items():
+        if option not in info.options:
+            takers = [n for n, i in MODELS.items() if option in i.options]
+            raise ValueError(
+                f"model {cfg.name!r} does not accept option {option}={value!r}; "
+                f"models that accept {option}: {', '.join(takers)}"
+            )
+    check_scheme(cfg.init)
+    if num_classes < 1:
+        raise ValueError(f"num_classes must be positive, got {num_classes}")
+    # Construction runs PyTorch's default init on the global RNG; fork it so building leaves the global
+    # stream where it was (our own initialize below uses a private generator).
+    with torch.random.fork_rng(devices=[]):
+        model = info.builder(tuple(input_shape), num_classes, hidden=tuple(cfg.hidden), width=cfg.width,
+                             dropout=cfg.dropout)
+    initialize(model, cfg.init, seed)
+    return model

@@ -1,0 +1,99 @@
+"""The papers' experiments as named configurations (settings from shared facts: Frankle & Carbin 2019,
+Frankle et al. 2020, Greydanus 2020). Any field can still be overridden on the command line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from lth.config import DataConfig, ExperimentConfig, LotteryConfig, ModelConfig, PruneConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class Preset:
+    config: ExperimentConfig
+    description: str
+
+
+def _exp(dataset: str, model: ModelConfig, train: TrainConfig, prune: PruneConfig, levels: int,
+         augment: bool = False, **lottery) -> ExperimentConfig:
+    return ExperimentConfig(data=DataConfig(dataset=dataset, augment=augment), model=model, train=train,
+                            prune=prune, lottery=LotteryConfig(levels=levels, **lottery))
+
+
+# Frankle & Carbin: LeNet and Conv-2/4/6 pruned layer-wise (output layer at half the fc rate), Adam,
+# batch 60, evaluation every 100 iterations.
+_LAYERWISE_FC = PruneConfig(strategy="layerwise", rate=0.2, output_rate=0.1)
+
+
+def _conv(name: str, lr: float, budget: str, conv_rate: float, dropout: float = 0.0) -> ExperimentConfig:
+    return _exp("cifar10", ModelConfig(name=name, dropout=dropout),
+                TrainConfig(optimizer="adam", lr=lr, batch_size=60, budget=budget, eval_every="100it"),
+                replace(_LAYERWISE_FC, conv_rate=conv_rate), levels=20)
+
+
+# VGG-19 and ResNet-20: SGD with momentum, global pruning of the convolutions; at lr 0.1 they need warmup
+# to give winning tickets at iteration 0 (facts sheet).
+_VGG19 = _exp(
+    "cifar10", ModelConfig(name="vgg19"),
+    TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, batch_size=64, budget="160ep",
+                warmup="10000it", schedule="multistep", milestones=("80ep", "120ep"), eval_every="1ep"),
+    PruneConfig(strategy="global", rate=0.2, exclude=("fc.weight",)), levels=20, augment=True)
+_RESNET20 = _exp(
+    "cifar10", ModelConfig(name="resnet20"),
+    TrainConfig(optimizer="sgd", lr=0.03, momentum=0.9, weight_decay=1e-4, batch_size=128, budget="30000it",
+                warmup="20000it", schedule="multistep", milestones=("20000it", "25000it"), eval_every="500it"),
+    PruneConfig(strategy="global", rate=0.2, exclude=("fc.weight", "*shortcut*")), levels=20, augment=True)
+
+PRESETS: dict[str, Preset] = {
+    "mnist1d_mlp": Preset(
+        _exp("mnist1d", ModelConfig(name="mnist1d_mlp", hidden=(500, 500)),
+             TrainConfig(optimizer="adam", lr=2e-2, batch_size=100, budget="1500it", eval_every="50it"),
+             _LAYERWISE_FC, levels=12),
+        "MNIST-1D lottery experiment (Greydanus): MLP 40-500-500-10, Adam 2e-2, batch 100, 1,500 steps, "
+        "layer-wise 20% (output 10%). The default: runs offline in minutes."),
+    "lenet_300_100_mnist": Preset(
+        _exp("mnist", ModelConfig(name="lenet_300_100"),
+             TrainConfig(optimizer="adam", lr=1.2e-3, batch_size=60, budget="50000it", eval_every="100it"),
+             _LAYERWISE_FC, levels=20),
+        "Frankle & Carbin Fig. 3/4: LeNet-300-100 on MNIST, Adam 1.2e-3, batch 60, 50K iterations, "
+        "layer-wise 20% (output 10%)."),
+    "conv2_cifar10": Preset(_conv("conv2", 2e-4, "20000it", 0.1),
+                            "Frankle & Carbin Fig. 5: Conv-2, Adam 2e-4, 20K it; conv 10%, fc 20%, output 10%."),
+    "conv4_cifar10": Preset(_conv("conv4", 3e-4, "25000it", 0.1),
+                            "Frankle & Carbin Fig. 5: Conv-4, Adam 3e-4, 25K it; conv 10%, fc 20%, output 10%."),
+    "conv6_cifar10": Preset(_conv("conv6", 3e-4, "30000it", 0.15),
+                            "Frankle & Carbin Fig. 5: Conv-6, Adam 3e-4, 30K it; conv 15%, fc 20%, output 10%."),
+    "conv2_dropout_cifar10": Preset(_conv("conv2", 3e-4, "60000it", 0.1, dropout=0.5),
+                                    "Frankle & Carbin Fig. 6: Conv-2 with dropout 0.5, Adam 3e-4, 60K it."),
+    "conv4_dropout_cifar10": Preset(_conv("conv4", 2e-4, "75000it", 0.1, dropout=0.5),
+                                    "Frankle & Carbin Fig. 6: Conv-4 with dropout 0.5, Adam 2e-4, 75K it."),
+    "conv6_dropout_cifar10": Preset(_conv("conv6", 2e-4, "90000it", 0.15, dropout=0.5),
+                                    "Frankle & Carbin Fig. 6: Conv-6 with dropout 0.5, Adam 2e-4, 90K it."),
+    "vgg19_cifar10": Preset(_VGG19, "Frankle & Carbin Fig. 7: VGG-19 (BN), SGD 0.1 with 10K-it warmup, "
+                                    "160 epochs, batch 64; global 20% of conv, fc not pruned."),
+    "resnet20_cifar10": Preset(_RESNET20, "Frankle & Carbin Fig. 8: ResNet-20, SGD 0.03 with 20K-it warmup, "
+                                          "30K it, batch 128; global 20% of conv, shortcut and fc not pruned."),
+    "resnet20_cifar10_rewind": Preset(
+        replace(_RESNET20, train=replace(_RESNET20.train, lr=0.1, warmup="0it"),
+                lottery=replace(_RESNET20.lottery, rewind="500it")),
+        "Frankle et al. 2020: ResNet-20 at lr 0.1 without warmup, rewinding to iteration 500."),
+}
+
+
+def get(name: str) -> ExperimentConfig:
+    """The config of a preset, with its name recorded."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)} (list them with `lth presets`)")
+    return replace(PRESETS[name].config, preset=name)
+
+
+def describe(name: str) -> str:
+    c = PRESETS[name].config
+    t, p = c.train, c.prune
+    prune = f"{p.strategy} {p.rate:g}"
+    if p.conv_rate is not None:
+        prune += f", conv {p.conv_rate:g}"
+    if p.strategy == "layerwise":
+        prune += f", out {p.output_rate if p.output_rate is not None else p.rate / 2:g}"
+    return (f"{c.model.name} on {c.data.dataset}; {t.optimizer} lr {t.lr:g}, batch {t.batch_size}, "
+            f"{t.budget}; prune {prune}; {c.lottery.levels} levels")

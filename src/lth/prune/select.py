@@ -1,0 +1,112 @@
+"""Selection: turn scores into a mask, layer-wise or globally.
+
+Only weights the current mask keeps compete; the pruned ones stay pruned. Ties are broken
+deterministically by position (a stable sort), so the same weights always give the same mask.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from lth.config import PruneConfig
+from lth.prune.mask import Mask
+from lth.prune.schedule import global_kept_after, kept_after
+from lth.prune.scores import SCORES
+
+
+@dataclass(frozen=True)
+class PrunePlan:
+    """Which layers are pruned at which rate, resolved for one model."""
+
+    strategy: str
+    rates: dict[str, float]  # layer-wise: per-layer rate; global: the same rate for every pruned layer
+    sizes: dict[str, int]  # every prunable weight (pruned or excluded), for P_m accounting
+
+    @property
+    def pruned(self) -> list[str]:
+        return list(self.rates)
+
+    @classmethod
+    def for_model(cls, model: nn.Module, cfg: PruneConfig) -> "PrunePlan":
+        from lth.models import layer_kind, output_name, prunable_names
+
+        names = prunable_names(model)
+        params = dict(model.named_parameters())
+        sizes = {n: params[n].numel() for n in names}
+        for pattern in cfg.exclude:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                raise ValueError(f"--prune.exclude pattern {pattern!r} matches no prunable weight; "
+                                 f"prunable weights: {', '.join(names)}")
+        included = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in cfg.exclude)]
+        if not included:
+            raise ValueError("--prune.exclude excludes every prunable weight: nothing left to prune")
+        if cfg.strategy == "global":
+            return cls("global", {n: cfg.rate for n in included}, sizes)
+        out = output_name(model)
+        rates = {}
+        for n in included:
+            if n == out:
+                rates[n] = cfg.output_rate if cfg.output_rate is not None else cfg.rate / 2
+            elif layer_kind(model, n) == "conv":
+                rates[n] = cfg.conv_rate if cfg.conv_rate is not None else cfg.rate
+            else:
+                rates[n] = cfg.rate
+        return cls("layerwise", rates, sizes)
+
+    def target_counts(self, mask: Mask, rounds: int = 1) -> dict[str, int] | int:
+        kept = mask.kept()
+        if self.strategy == "global":
+            return global_kept_after(sum(kept[n] for n in self.pruned), next(iter(self.rates.values())), rounds)
+        return kept_after(kept, self.rates, rounds)
+
+
+def _keep_top(scores: torch.Tensor, alive: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask keeping the k highest-scoring alive entries of a flat tensor (ties: earlier index wins)."""
+    s = torch.where(alive, scores, torch.full_like(scores, -torch.inf))
+    # Stable descending sort: among equal scores the lower index comes first and is kept.
+    order = torch.sort(s, descending=True, stable=True).indices
+    keep = torch.zeros_like(alive)
+    keep[order[:k]] = True
+    return keep
+
+
+def prune(weights: Mapping[str, torch.Tensor], mask: Mask, plan: PrunePlan, *, rounds: int = 1,
+          score: str = "magnitude", generator: torch.Generator | None = None) -> Mask:
+    """The mask after `rounds` rounds of pruning `weights` (already-pruned weights stay pruned)."""
+    if score not in SCORES:
+        raise ValueError(f"unknown pruning score {score!r}; known: {', '.join(SCORES)}")
+    scores = SCORES[score]({n: weights[n] for n in plan.pruned}, generator)
+    counts = plan.target_counts(mask, rounds)
+    new = {n: t.clone() for n, t in mask.items()}
+    if plan.strategy == "global":
+        flat_s = torch.cat([scores[n].flatten() for n in plan.pruned])
+        flat_a = torch.cat([mask[n].flatten().to(flat_s.device) for n in plan.pruned])
+        keep = _keep_top(flat_s, flat_a, counts)
+        start = 0
+        for n in plan.pruned:
+            size = mask[n].numel()
+            new[n] = keep[start:start + size].view_as(mask[n]).to(mask[n].device)
+            start += size
+    else:
+        for n in plan.pruned:
+            s = scores[n].flatten()
+            keep = _keep_top(s, mask[n].flatten().to(s.device), counts[n])
+            new[n] = keep.view_as(mask[n]).to(mask[n].device)
+    return Mask(new)
+
+
+def random_mask_like(mask: Mask, generator: torch.Generator) -> Mask:
+    """A random mask with exactly the same number of kept weights in every layer (the random-pruning control)."""
+    out = {}
+    for n, t in mask.items():
+        k = int(t.sum())
+        perm = torch.randperm(t.numel(), generator=generator)
+        keep = torch.zeros(t.numel(), dtype=torch.bool)
+        keep[perm[:k]] = True
+        out[n] = keep.view(t.shape).to(t.device)
+    return Mask(out)

@@ -1,0 +1,214 @@
+"""The training loop.
+
+Kept as plain as nanoGPT's: the data is resident on the device and a batch is one index_select; the mask
+is one fused in-place multiply after each optimizer step; loss and accuracy accumulate on the device and
+reach the host only at evaluation points (no `.item()` per step). Training always runs the whole budget;
+the early-stop iteration (minimum validation loss) is read off the evaluations afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lth.config import TrainConfig
+from lth.train.checkpoint import load_state, save_state
+from lth.train.optim import lr_factor, make_optimizer, set_lr
+from lth.train.steps import to_iterations
+
+METRIC_FIELDS = ("step", "train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but CUDA is not available here; use --device cpu or auto")
+    return device
+
+
+@dataclass
+class TrainResult:
+    metrics: list[dict[str, float | None]]  # one row per evaluation (METRIC_FIELDS); None: not measured
+    summary: dict[str, Any]
+    seconds: float = 0.0
+
+
+@dataclass
+class Hooks:
+    """Ways to look at training from outside without touching the loop."""
+
+    save_at: dict[int, Callable[[int, nn.Module], None]] = field(default_factory=dict)
+    """step -> callback(step, model) called when `step` iterations are done (0 = before the first)."""
+    resume_path: Path | None = None
+    """Where to keep resumable state; training resumes from it if present."""
+    checkpoint_seconds: float = 60.0
+    """Write resumable state at an evaluation point once this much wall time passed since the last."""
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096,
+             autocast: contextlib.AbstractContextManager | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean loss, accuracy) over a whole split, as 0-d tensors on the device (no host sync)."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for i in range(0, len(x), batch_size):
+        with autocast or contextlib.nullcontext():
+            logits = model(x[i:i + batch_size])
+        loss_sum += F.cross_entropy(logits.float(), y[i:i + batch_size], reduction="sum")
+        correct += (logits.argmax(1) == y[i:i + batch_size]).sum()
+    model.train(was_training)
+    n = max(1, len(x))
+    return loss_sum / n, correct / n
+
+
+def _masked_pairs(model: nn.Module, mask) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    if mask is None:
+        return [], []
+    mask.check_fits(model)
+    params = dict(model.named_parameters())
+    names = list(mask)
+    ps = [params[n] for n in names]
+    ms = [mask[n].to(params[n].device, params[n].dtype) for n in names]
+    return ps, ms
+
+
+@torch.no_grad()
+def _apply_mask(params: list[torch.Tensor], masks: list[torch.Tensor]) -> None:
+    """One fused in-place multiply over every masked tensor."""
+    if params:
+        torch._foreach_mul_(params, masks)
+
+
+def summarize(metrics: list[dict[str, float]], final_train: tuple[float, float]) -> dict[str, Any]:
+    """Early stop (minimum validation loss; ties: the earlier step; a diverged NaN loss never wins) and
+    end-of-training numbers."""
+    best = min(metrics, key=lambda m: (math.isnan(m["val_loss"]), m["val_loss"], m["step"]))
+    last = metrics[-1]
+    return {
+        "iterations": int(last["step"]),
+        "early_stop_step": int(best["step"]),
+        "early_stop_val_loss": best["val_loss"],
+        "early_stop_val_acc": best["val_acc"],
+        "early_stop_test_acc": best["test_acc"],
+        "final_val_acc": last["val_acc"],
+        "final_test_loss": last["test_loss"],
+        "final_test_acc": last["test_acc"],
+        "final_train_loss": final_train[0],
+        "final_train_acc": final_train[1],
+    }
+
+
+def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: int = 0,
+          hooks: Hooks | None = None, device: str | torch.device | None = None,
+          augment: bool = False, progress: bool | None = None, desc: str = "") -> TrainResult:
+    """Train `model` on `data` (an lth.data.Dataset) for cfg.budget iterations, from `start_step`.
+
+    `augment` turns on random crops and flips (CIFAR). With `mask`, pruned weights are zeroed before the
+    first step and after every step. Returns the evaluation rows and a summary. The model is left in its final state.
+    """
+    from lth.data import Batches
+
+    hooks = hooks or Hooks()
+    device = resolve_device(device) if device is not None else next(model.parameters()).device
+    model.to(device)
+    train_split, val, test = data.train.to(device), data.val.to(device), data.test.to(device)
+    batches = Batches(train_split, cfg.batch_size, seed=cfg.data_seed, augment=augment)
+    spe = batches.steps_per_epoch
+    total = to_iterations(cfg.budget, spe, "--train.budget")
+    eval_every = max(1, to_iterations(cfg.eval_every, spe, "--train.eval_every"))
+    if not 0 <= start_step <= total:
+        raise ValueError(f"start step {start_step} is outside the training budget of {total} iterations")
+    factor = lr_factor(cfg, spe, total)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    masked, mask_values = _masked_pairs(model, mask)
+    use_amp = cfg.amp and device.type == "cuda"
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext
+
+    metrics: list[dict[str, float]] = []
+    step = start_step
+    rng = torch.Generator().manual_seed(cfg.data_seed * 7919 + 17)  # dropout etc., see fork_rng below
+    resumed = None
+    if hooks.resume_path is not None and Path(hooks.resume_path).exists():
+        resumed = load_state(hooks.resume_path)
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        metrics, step = resumed["metrics"], resumed["step"]
+
+    run_loss = torch.zeros((), device=device)
+    run_correct = torch.zeros((), device=device)
+    run_n = 0
+
+    def record(at: int) -> None:
+        nonlocal run_loss, run_correct, run_n
+        vl, va = evaluate(model, val.x, val.y, autocast=autocast())
+        tl, ta = evaluate(model, test.x, test.y, autocast=autocast())
+        row = torch.stack([run_loss / max(1, run_n), run_correct / max(1, run_n * cfg.batch_size), vl, va, tl, ta])
+        values = row.tolist()  # the one host sync per evaluation
+        if run_n == 0:  # no training step since the last evaluation (step 0): no training numbers
+            values[0] = values[1] = None
+        metrics.append(dict(zip(METRIC_FIELDS, [at, *values])))
+        run_loss, run_correct, run_n = torch.zeros_like(run_loss), torch.zeros_like(run_correct), 0
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, initial=step, desc=desc or "train", disable=not progress if progress is not None else None,
+               leave=False, unit="it", dynamic_ncols=True)
+    t0 = last_save = time.perf_counter()
+    # Dropout and other stochastic layers draw from torch's global generator; fork it so that training is
+    # reproducible from its own seed (and its saved state) without disturbing the caller's RNG.
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        if resumed is not None:
+            torch.set_rng_state(resumed["rng"])
+            if device.type == "cuda" and resumed.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(resumed["cuda_rng"], device)
+        else:
+            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=rng)))
+            _apply_mask(masked, mask_values)
+            if step in hooks.save_at:
+                hooks.save_at[step](step, model)
+            record(step)
+        model.train()
+        while step < total:
+            x, y = batches.get(step)
+            set_lr(optimizer, cfg.lr * factor(step))
+            with autocast():
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            _apply_mask(masked, mask_values)
+            run_loss += loss.detach()
+            run_correct += (logits.argmax(1) == y).sum()
+            run_n += 1
+            step += 1
+            if step in hooks.save_at:
+                hooks.save_at[step](step, model)
+            if step % eval_every == 0 or step == total:
+                record(step)
+                bar.update(step - bar.n)
+                now = time.perf_counter()
+                if hooks.resume_path is not None and step < total and now - last_save >= hooks.checkpoint_seconds:
+                    save_state({"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                "metrics": metrics, "rng": torch.get_rng_state(),
+                                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None},
+                               hooks.resume_path)
+                    last_save = now
+        bar.close()
+        final_train = evaluate(model, train_split.x, train_split.y, autocast=autocast())
+        final_train = tuple(torch.stack(final_train).tolist())
+    summary = summarize(metrics, final_train)
+    return TrainResult(metrics, summary, time.perf_counter() - t0)

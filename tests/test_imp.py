@@ -1,0 +1,183 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from lth.config import LotteryConfig, PruneConfig
+from lth.lottery import find_tickets, run_imp
+from lth.prune import Mask
+from lth.store import RunLockedError, RunStore, Unit
+from lth.train import load_weights
+
+
+def quiet(*_):
+    pass
+
+
+def test_imp_levels_controls_and_rewinding_state(tiny_cfg):
+    store = run_imp(tiny_cfg, progress=False, log=quiet)
+    s = store.summaries()
+    assert [(x["level"], x["branch"]) for x in s] == [
+        (0, "ticket"), (1, "random_prune"), (1, "reinit"), (1, "ticket"),
+        (2, "random_prune"), (2, "reinit"), (2, "ticket")]
+    init = load_weights(store.rep_dir(0) / "init.safetensors")
+    m1 = Mask.load(store.level_dir(0, 1) / "mask.safetensors")
+    m2 = Mask.load(store.level_dir(0, 2) / "mask.safetensors")
+    # rate 0.5 on hidden layers, 0.25 on the output layer: masks nest and shrink.
+    assert all((m2[n] <= m1[n]).all() for n in m1)
+    assert m1.kept()["fc1.weight"] == m1.sizes()["fc1.weight"] // 2
+    assert m1.kept()["fc3.weight"] == round(0.75 * m1.sizes()["fc3.weight"])
+    rand = Mask.load(store.unit_dir(Unit(0, 1, "random_prune")) / "mask.safetensors")
+    assert rand.kept() == m1.kept() and rand != m1
+    by = {(x["level"], x["branch"]): x for x in s}
+    assert by[1, "ticket"]["remaining_percent"] == pytest.approx(100 * m1.density())
+    assert by[1, "random_prune"]["remaining_percent"] == pytest.approx(100 * m1.density())
+    # The ticket of level 1 is trained from θ_0: its stored init and the rep's init agree.
+    assert set(init) >= {"fc1.weight", "fc1.bias"}
+
+
+def test_rerun_skips_finished_work(tiny_cfg):
+    run_imp(tiny_cfg, progress=False, log=quiet)
+    store = RunStore.for_config(tiny_cfg)
+    before = {p: p.stat().st_mtime_ns for p in store.root.rglob("summary.json")}
+    run_imp(tiny_cfg, progress=False, log=quiet)
+    assert {p: p.stat().st_mtime_ns for p in store.root.rglob("summary.json")} == before
+
+
+def test_rewinding_and_one_shot(tiny_cfg):
+    cfg = replace(tiny_cfg, lottery=replace(tiny_cfg.lottery, rewind="20it", one_shot=True, controls=()))
+    store = run_imp(cfg, progress=False, log=quiet)
+    assert "oneshot-rewind20it" in store.root.name
+    assert (store.rep_dir(0) / "rewind.safetensors").exists()
+    s = {x["level"]: x for x in store.summaries()}
+    assert s[1]["start_step"] == 20 and s[0]["start_step"] == 0
+    # One-shot level 2 prunes the dense network straight to 2 rounds' counts.
+    assert round(s[2]["remaining_percent"], 6) == round(100 * Mask.load(store.level_dir(0, 2) / "mask.safetensors").density(), 6)
+
+
+def test_replicates_and_reinit_draws(tiny_cfg):
+    cfg = replace(tiny_cfg, lottery=replace(tiny_cfg.lottery, levels=1, replicates=2, reinit_draws=2,
+                                            controls=("reinit",)))
+    store = run_imp(cfg, progress=False, log=quiet)
+    keys = {(x["replicate"], x["level"], x["branch"]) for x in store.summaries()}
+    assert keys == {(r, 0, "ticket") for r in (0, 1)} | {(r, 1, b) for r in (0, 1) for b in ("ticket", "reinit", "reinit2")}
+    a = load_weights(store.rep_dir(0) / "init.safetensors")["fc1.weight"]
+    b = load_weights(store.rep_dir(1) / "init.safetensors")["fc1.weight"]
+    assert not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: replace(c, prune=replace(c.prune, rate=1.5)), "fraction in \\(0, 1\\)"),
+    (lambda c: replace(c, lottery=replace(c.lottery, rewind="1000it")), "beyond the training budget"),
+    (lambda c: replace(c, lottery=replace(c.lottery, controls=("shuffle",))), "unknown control"),
+    (lambda c: replace(c, train=replace(c.train, budget="ten")), "like '500it'"),
+    (lambda c: replace(c, model=replace(c.model, name="lenet5")), "unknown model"),
+])
+def test_bad_input_is_refused_before_training(tiny_cfg, change, message):
+    cfg = change(tiny_cfg)
+    with pytest.raises(ValueError, match=message):
+        run_imp(cfg, progress=False, log=quiet)
+    assert not list(Path(cfg.out_dir).rglob("summary.json"))
+
+
+def test_unwritable_output_folder_is_refused(tiny_cfg, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(PermissionError, match="--out"):
+        run_imp(replace(tiny_cfg, out_dir=str(blocker / "runs")), progress=False, log=quiet)
+
+
+def test_second_process_is_locked_out(tiny_cfg):
+    store = RunStore.for_config(tiny_cfg)
+    code = ("import sys; from lth.store import RunStore\n"
+            f"RunStore({str(store.root)!r}).lock()\n")
+    with store:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode != 0 and "in use by process" in out.stderr
+    with pytest.raises(RunLockedError):
+        with store:
+            RunStore(store.root).lock()
+
+
+def test_find_tickets_on_a_users_own_model_and_loop(tmp_path):
+    torch.manual_seed(0)
+    x, y = torch.randn(256, 8), torch.randint(0, 2, (256,))
+    seen = []
+
+    def train_fn(model, mask):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        for _ in range(20):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+        acc = (model(x).argmax(1) == y).float().mean().item()
+        seen.append((model[0].weight == 0).float().mean().item())  # as the forward pass saw them
+        return {"final_test_acc": acc}
+
+    store = find_tickets(lambda: nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 2)), train_fn,
+                         name="toy", prune=PruneConfig(rate=0.5), lottery=LotteryConfig(levels=2, controls=("reinit",)),
+                         out_dir=str(tmp_path), log=quiet)
+    s = store.summaries()
+    assert len(s) == 5 and all("final_test_acc" in x for x in s)
+    final = load_weights(store.unit_dir(Unit(0, 2, "ticket")) / "final.safetensors")
+    mask = Mask.load(store.level_dir(0, 2) / "mask.safetensors")
+    assert (final["0.weight"][~mask["0.weight"]] == 0).all()
+    assert min(seen[-2:]) >= 0.74  # level 2: 75% of the first layer pruned, masked by lth in every forward
+
+
+def _results(root: Path) -> dict:
+    out = {}
+    for p in sorted(root.rglob("summary.json")):
+        s = json.loads(p.read_text())
+        s.pop("seconds")
+        out[str(p.relative_to(root))] = s
+    for p in sorted(root.rglob("metrics.csv")):
+        out[str(p.relative_to(root))] = p.read_text()
+    for p in sorted(root.rglob("*.safetensors")):
+        out[str(p.relative_to(root))] = p.read_bytes()
+    return out
+
+
+def test_sigkill_mid_level_then_resume_equals_uninterrupted(tiny_cfg, tmp_path):
+    cfg = replace(tiny_cfg, model=replace(tiny_cfg.model, hidden=(256, 128), dropout=0.2),
+                  train=replace(tiny_cfg.train, budget="600it", eval_every="10it"),
+                  lottery=replace(tiny_cfg.lottery, levels=2), checkpoint_seconds=0.0)
+    config_file = tmp_path / "cfg.json"
+    d = asdict(cfg)
+    d.pop("out_dir"), d.pop("preset")
+    config_file.write_text(json.dumps(d))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "lth.cli", "run", "--quiet", "--config", str(config_file)]
+
+    killed_out = tmp_path / "killed"
+    proc = subprocess.Popen(cmd + ["--out", str(killed_out)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    # Kill while a level-1 training is partway (its resume state exists, its summary does not).
+    while time.time() < deadline and proc.poll() is None:
+        if list(killed_out.rglob("level01/*/resume.pt")):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed: " + proc.stderr.read().decode()
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    [root] = killed_out.iterdir()
+    assert not (root / "rep0/level02/ticket/summary.json").exists()
+
+    assert subprocess.run(cmd + ["--out", str(killed_out)], env=env, capture_output=True).returncode == 0
+    clean_out = tmp_path / "clean"
+    assert subprocess.run(cmd + ["--out", str(clean_out)], env=env, capture_output=True).returncode == 0
+    [clean_root] = clean_out.iterdir()
+    assert clean_root.name == root.name
+    killed, clean = _results(root), _results(clean_root)
+    assert set(killed) == set(clean)
+    for key in clean:
+        assert killed[key] == clean[key], key
