@@ -180,6 +180,18 @@ def from_dict(cls: type[T], data: dict[str, Any], *, base: T | None = None, wher
     return dataclasses.replace(base, **changes)
 
 
+def override(cfg: T, changes: dict[str, Any]) -> T:
+    """`cfg` with changes given as dotted keys or nested dicts: override(cfg, {"train.lr": 1e-3})."""
+    nested: dict[str, Any] = {}
+    for key, value in changes.items():
+        *parents, leaf = key.split(".")
+        node = nested
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return from_dict(type(cfg), nested, base=cfg)
+
+
 def load_file(path: str | Path) -> dict[str, Any]:
     """Read a YAML or JSON config file into a dict."""
     path = Path(path)

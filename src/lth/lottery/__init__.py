@@ -30,10 +30,12 @@ def run_imp(cfg: ExperimentConfig, *, data=None, progress: bool | None = None,
 
     check_experiment(cfg)
     device = resolve_device(cfg.device)
+    # Data first: a missing or corrupt dataset fails before a run folder is made.
+    data = data if data is not None else load(cfg.data, device=device)
+    backend = DatasetBackend(cfg, data, device, progress)  # checks the rewind step against the budget
     store = RunStore.for_config(cfg)
     with store:
-        data = data if data is not None else load(cfg.data, device=device)
-        IMP(cfg, DatasetBackend(cfg, data, device, progress), store, log).run()
+        IMP(cfg, backend, store, log).run()
     return store
 
 

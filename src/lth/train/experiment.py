@@ -24,13 +24,13 @@ def train_experiment(cfg: ExperimentConfig, *, progress: bool | None = None,
 
     check_experiment(cfg, lottery=False)
     device = resolve_device(cfg.device)
+    data = load(cfg.data, device=device)
     store = RunStore.for_config(cfg, kind="train")
     unit = Unit(0, 0, "dense")
     with store:
         if store.is_done(unit):
             log(f"already trained: {store.unit_dir(unit)}")
             return store, None
-        data = load(cfg.data, device=device)
         model = build_model(cfg.model, input_shape=data.input_shape, num_classes=data.num_classes, seed=cfg.seed)
         d = store.unit_dir(unit)
         d.mkdir(parents=True, exist_ok=True)
