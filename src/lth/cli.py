@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -94,7 +95,11 @@ def cmd_run(argv: list[str]) -> int:
     cfg, opts = resolve_config(argv, "lth run")
     print(format_config(cfg), end="\n\n")
     store = run_imp(cfg, progress=False if opts.quiet else None)
-    print(f"\nreprint with: lth show {store.root}")
+    from lth.report import write_report
+
+    html = write_report([store.root], log=lambda note: print(f"report {note}"))
+    print(f"\nreport: {html}")
+    print(f"reprint with: lth show {store.root}")
     return 0
 
 
@@ -158,6 +163,8 @@ COMMANDS = {"run": cmd_run, "train": cmd_train, "show": cmd_show, "report": cmd_
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if hasattr(signal, "SIGPIPE"):  # `lth presets | head`: end quietly like other Unix tools
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: lth COMMAND [...]\n\n" + EPILOG)
         return 0
