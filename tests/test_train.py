@@ -111,3 +111,49 @@ def test_final_train_accuracy_is_measured_on_the_whole_train_split(data):
     acc = result.summary["final_train_acc"]
     assert 0 <= acc <= 1 and not math.isnan(acc)
     assert acc * len(data.train) == pytest.approx(round(acc * len(data.train)))
+
+
+def test_onednn_linear_equals_pytorchs_and_can_be_turned_off(data, monkeypatch):
+    from lth.train.kernels import fast_kernels, onednn_available
+
+    model = mlp(data)
+    x = data.train.x[:37]
+    ref = model(x)
+    ref_grads = torch.autograd.grad(ref.square().sum(), list(model.parameters()))
+    with fast_kernels("cpu"):
+        out = model(x)
+    grads = torch.autograd.grad(out.square().sum(), list(model.parameters()))
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+    for g, r in zip(grads, ref_grads):
+        torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
+    assert onednn_available() or not torch.backends.mkldnn.is_available()
+    # Off with LTH_ONEDNN=0. Adam turns last-bit differences in near-zero gradients into whole steps, so two
+    # trainings that differ only in summation order drift apart slowly: compare loosely.
+    fast = train(mlp(data), data, CFG, progress=False)
+    monkeypatch.setenv("LTH_ONEDNN", "0")
+    assert not onednn_available()
+    plain = train(mlp(data), data, CFG, progress=False)
+    for a, b in zip(fast.metrics, plain.metrics):
+        assert a["step"] == b["step"] and (a["val_loss"] == pytest.approx(b["val_loss"], rel=2e-2))
+
+
+@pytest.mark.parametrize("name", ["adam", "adamw"])
+def test_fast_optimizer_step_equals_optimizer_step(name):
+    from lth.train.optim import fast_step, make_optimizer
+
+    cfg = TrainConfig(optimizer=name, lr=1e-2, weight_decay=1e-2)
+    g = torch.Generator().manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(s, generator=g)) for s in ((7, 5), (5,), (3, 7))]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    opt_a, opt_b = make_optimizer(a, cfg), make_optimizer(b, cfg)
+    step = fast_step(opt_b)
+    assert step != opt_b.step or not opt_b.param_groups[0].get("fused")
+    for i in range(5):
+        grads = [torch.randn(p.shape, generator=g) for p in a]
+        for p, q, gr in zip(a, b, grads):
+            p.grad, q.grad = gr.clone(), gr.clone()
+        opt_a.step()
+        step()
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    sa, sb = opt_a.state_dict()["state"], opt_b.state_dict()["state"]
+    assert all(torch.equal(sa[i][k], sb[i][k]) for i in sa for k in sa[i])

@@ -21,6 +21,7 @@ from lth.lottery.imp import Job, finish
 from lth.prune import Mask
 from lth.store import RunStore
 from lth.train import to_iterations, train
+from lth.train.batched import Member, batch_groups, batching_enabled_for, train_batched
 
 
 class DatasetBackend:
@@ -46,13 +47,28 @@ class DatasetBackend:
         return self.k
 
     def train(self, jobs: list[Job], store: RunStore) -> None:
-        for job in jobs:
-            # Replicate r draws its own data order; every branch of a replicate shares it.
-            tcfg = dataclasses.replace(self.cfg.train, data_seed=self.cfg.train.data_seed + job.unit.replicate)
-            result = train(job.model, self.data, tcfg, mask=job.mask, start_step=job.start_step,
-                           hooks=job.hooks, device=self.device, augment=self.cfg.data.augment,
-                           progress=self.progress, desc=job.unit.key)
-            finish(job, store, result.metrics, result.summary, result.seconds)
+        """Train the level's jobs: in batched passes (lth.train.batched) where they share architecture,
+        budget, start step and train config except data_seed, and resume from the same step; one at a
+        time where they don't or can't (BatchNorm, dropout; see `why_not_batchable`), and wherever batching
+        is off (`batch_limit`: by default on the CPU, where it does not pay; LTH_BATCH=0 anywhere)."""
+        # Replicate r draws its own data order; every branch of a replicate shares it.
+        cfgs = [dataclasses.replace(self.cfg.train, data_seed=self.cfg.train.data_seed + job.unit.replicate)
+                for job in jobs]
+        for group in batch_groups([job.model for job in jobs], cfgs, [job.start_step for job in jobs],
+                                  [job.hooks for job in jobs], self.device):
+            if len(group) == 1 and not batching_enabled_for(jobs[group[0]].model, self.device):
+                job = jobs[group[0]]
+                result = train(job.model, self.data, cfgs[group[0]], mask=job.mask, start_step=job.start_step,
+                               hooks=job.hooks, device=self.device, augment=self.cfg.data.augment,
+                               progress=self.progress, desc=job.unit.key)
+                finish(job, store, result.metrics, result.summary, result.seconds)
+                continue
+            members = [Member(jobs[i].model, cfgs[i], jobs[i].mask, jobs[i].hooks) for i in group]
+            results = train_batched(members, self.data, start_step=jobs[group[0]].start_step, device=self.device,
+                                    augment=self.cfg.data.augment, progress=self.progress,
+                                    desc=" ".join(jobs[i].unit.key for i in group))
+            for i, result in zip(group, results):
+                finish(jobs[i], store, result.metrics, result.summary, result.seconds)
 
 
 class FunctionBackend:
