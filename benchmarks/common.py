@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"
-DEFAULT_MNIST = "/work/shared/data/mnist"
+# The development machines keep real MNIST in ../shared/data/mnist beside the checkout.
+DEFAULT_MNIST = str(Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist")
 
 
 def mnist_dir(arg: str | None) -> str:

@@ -17,6 +17,7 @@ sys.path.insert(0, str(HERE))
 
 import batched  # noqa: E402
 import imp_level  # noqa: E402
+import kernels  # noqa: E402
 import throughput  # noqa: E402
 from common import RESULTS, command  # noqa: E402
 
@@ -34,8 +35,10 @@ def main() -> None:
     throughput.main(common + data)
     batched.main(common + data)
     imp_level.main(common)  # MNIST-1D: no data directory
+    if dev == "cpu":
+        kernels.main(["--threads", str(args.threads)] if args.threads else [])
     parts = [f"# lth benchmarks\n\nAll of them: `{command()}` ({time.time() - started:.0f} s).\n"]
-    for name in ("throughput", f"batched_{dev}", f"imp_level_{dev}"):
+    for name in ("throughput", f"batched_{dev}", f"imp_level_{dev}", "kernels_cpu" if dev == "cpu" else ""):
         path = RESULTS / f"{name}.md"
         if path.exists():
             parts.append(path.read_text().replace("\n# ", "\n## ").replace("# ", "## ", 1))

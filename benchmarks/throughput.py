@@ -181,7 +181,7 @@ def run_dataloader(items: MnistItems, batch: int, warmup: int, steps: int, devic
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--data-dir", default=None, help="MNIST IDX files (default $LTH_BENCH_MNIST or /work/shared/data/mnist)")
+    p.add_argument("--data-dir", default=None, help="MNIST IDX files (default $LTH_BENCH_MNIST or ../shared/data/mnist beside the checkout)")
     p.add_argument("--batch", type=int, nargs="+", default=[60, 128])
     p.add_argument("--steps", type=int, default=500)
     p.add_argument("--warmup", type=int, default=50)

@@ -25,3 +25,23 @@ def tiny_cfg(tmp_path) -> ExperimentConfig:
         out_dir=str(tmp_path / "runs"),
         device="cpu",
     )
+
+
+@pytest.fixture(scope="session")
+def data(tmp_path_factory):
+    """The synthetic dataset (generated, offline), shared by the trainer tests."""
+    from lth.data import load_dataset
+
+    return load_dataset("synthetic", data_dir=tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="session")
+def mlp():
+    """A factory of small LeNet-style MLPs for `data`: mlp(data, seed=0, dropout=0.0)."""
+    from lth.models import build_model
+
+    def make(data, seed: int = 0, dropout: float = 0.0):
+        return build_model(ModelConfig(name="lenet_300_100", hidden=(64, 32), dropout=dropout),
+                           input_shape=data.input_shape, num_classes=data.num_classes, seed=seed)
+
+    return make

@@ -7,10 +7,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lth.config import ModelConfig, TrainConfig
-from lth.data import load_dataset
+from lth.config import TrainConfig
 from lth.lottery import run_imp
-from lth.models import build_model
 from lth.prune import Mask
 from lth.train import Hooks, train
 from lth.train.batched import Member, batch_groups, batch_limit, train_batched, why_not_batchable
@@ -18,22 +16,12 @@ from lth.train.batched import Member, batch_groups, batch_limit, train_batched, 
 CFG = TrainConfig(optimizer="adam", lr=3e-3, batch_size=50, budget="100it", eval_every="25it")
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return load_dataset("synthetic", data_dir=tmp_path_factory.mktemp("data"))
-
-
-def mlp(data, seed=0, dropout=0.0):
-    return build_model(ModelConfig(name="lenet_300_100", hidden=(64, 32), dropout=dropout),
-                       input_shape=data.input_shape, num_classes=data.num_classes, seed=seed)
-
-
 def random_mask(model, seed):
     g = torch.Generator().manual_seed(seed)
     return Mask({n: torch.rand(p.shape, generator=g) > 0.4 for n, p in model.named_parameters() if n.endswith("weight")})
 
 
-def three(data, cfg=CFG):
+def three(data, mlp, cfg=CFG):
     """Three networks with their own init, data order (two share one) and mask."""
     models = [mlp(data, seed=s) for s in range(3)]
     cfgs = [replace(cfg, data_seed=s) for s in (0, 1, 0)]
@@ -51,8 +39,8 @@ def same_row(row, ref):
     return all(close(row[k], ref[k], atol=5e-3 if k.endswith("acc") else 1e-6) for k in row)
 
 
-def test_batched_equals_separate_training(data):
-    models, cfgs, masks = three(data)
+def test_batched_equals_separate_training(data, mlp):
+    models, cfgs, masks = three(data, mlp)
     separate = []
     for m, c, mk in zip(models, cfgs, masks):
         alone = copy.deepcopy(m)
@@ -73,9 +61,9 @@ def test_batched_equals_separate_training(data):
             assert (params[n][~keep] == 0).all(), f"{n}: pruned weights moved"
 
 
-def test_a_networks_numbers_do_not_depend_on_its_pass(data):
+def test_a_networks_numbers_do_not_depend_on_its_pass(data, mlp):
     """Bit for bit the same alone, in a pass of three, or in another order: what makes resume exact."""
-    models, cfgs, masks = three(data, replace(CFG, budget="60it"))
+    models, cfgs, masks = three(data, mlp, replace(CFG, budget="60it"))
     full = [copy.deepcopy(m) for m in models]
     ref = train_batched([Member(m, c, mk) for m, c, mk in zip(full, cfgs, masks)], data, progress=False)
     for order in ([1], [2, 0]):
@@ -90,9 +78,9 @@ class Killed(Exception):
     pass
 
 
-def test_save_at_and_resume_in_groups_by_step_equals_uninterrupted(data, tmp_path, monkeypatch):
+def test_save_at_and_resume_in_groups_by_step_equals_uninterrupted(data, tmp_path, monkeypatch, mlp):
     monkeypatch.setenv("LTH_BATCH", "16")
-    models, cfgs, masks = three(data)
+    models, cfgs, masks = three(data, mlp)
     clean = [copy.deepcopy(m) for m in models]
     saved = {}
     hooks = [Hooks(save_at={30: lambda s, m, k=k: saved.setdefault(k, m.fc1.weight.detach().clone())})
@@ -132,9 +120,9 @@ def test_save_at_and_resume_in_groups_by_step_equals_uninterrupted(data, tmp_pat
         assert all(torch.equal(p, q) for p, q in zip(final[k].parameters(), clean[k].parameters()))
 
 
-def test_a_batched_checkpoint_resumes_alone(data, tmp_path):
+def test_a_batched_checkpoint_resumes_alone(data, tmp_path, mlp):
     """The per-network state has train's format: `train` can take over from a batched pass."""
-    models, cfgs, masks = three(data)
+    models, cfgs, masks = three(data, mlp)
     ref = train(copy.deepcopy(models[1]), data, cfgs[1], mask=masks[1], progress=False)
     path = tmp_path / "resume.pt"
     hk = [Hooks(), Hooks(resume_path=path, checkpoint_seconds=0,
@@ -147,7 +135,7 @@ def test_a_batched_checkpoint_resumes_alone(data, tmp_path):
         assert same_row(row, ref_row), (row, ref_row)
 
 
-def test_grouping_rules_and_fallbacks(data, monkeypatch):
+def test_grouping_rules_and_fallbacks(data, monkeypatch, mlp):
     plain, other, drop = mlp(data, 0), mlp(data, 1), mlp(data, 2, dropout=0.3)
     assert why_not_batchable(plain) is None and "dropout" in why_not_batchable(drop)
     assert "buffers" in why_not_batchable(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)))

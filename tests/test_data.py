@@ -18,7 +18,7 @@ import lth.data as data
 from lth.config import DataConfig
 from lth.data import Batches, DataError, Split, augment_batch, check_available, load_dataset
 
-SHARED_MNIST = Path("/work/shared/data/mnist")
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 MNIST_FILES = [
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",

@@ -3,22 +3,10 @@ import math
 import pytest
 import torch
 
-from lth.config import ModelConfig, TrainConfig
-from lth.data import load_dataset
-from lth.models import build_model
+from lth.config import TrainConfig
 from lth.prune import Mask
 from lth.train import Hooks, to_iterations, train
 from lth.train.optim import lr_factor
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    return load_dataset("synthetic", data_dir=tmp_path_factory.mktemp("data"))
-
-
-def mlp(data, seed=0, dropout=0.0):
-    return build_model(ModelConfig(name="lenet_300_100", hidden=(64, 32), dropout=dropout),
-                       input_shape=data.input_shape, num_classes=data.num_classes, seed=seed)
 
 
 CFG = TrainConfig(optimizer="adam", lr=3e-3, batch_size=50, budget="100it", eval_every="25it")
@@ -40,7 +28,7 @@ def test_learning_rate_schedules():
     assert cos(0) == 1.0 and cos(500) == pytest.approx(0.5) and cos(1000) == pytest.approx(0.0)
 
 
-def test_training_learns_records_and_respects_mask(data):
+def test_training_learns_records_and_respects_mask(data, mlp):
     model = mlp(data)
     mask = Mask({n: torch.rand(p.shape, generator=torch.Generator().manual_seed(0)) > 0.5
                  for n, p in model.named_parameters() if n.endswith("weight")})
@@ -57,7 +45,7 @@ def test_training_learns_records_and_respects_mask(data):
         assert (params[n][m] != 0).any()
 
 
-def test_training_is_deterministic_and_leaves_global_rng_alone(data):
+def test_training_is_deterministic_and_leaves_global_rng_alone(data, mlp):
     state = torch.get_rng_state()
     a = train(mlp(data, dropout=0.3), data, CFG, progress=False)
     assert torch.equal(state, torch.get_rng_state())
@@ -71,7 +59,7 @@ class Killed(Exception):
     pass
 
 
-def test_resume_from_state_is_bit_identical(data, tmp_path):
+def test_resume_from_state_is_bit_identical(data, tmp_path, mlp):
     """Interrupt training after a checkpoint, resume from it: same metrics and weights as uninterrupted."""
     reference_model = mlp(data, dropout=0.3)
     reference = train(reference_model, data, CFG, progress=False)
@@ -93,7 +81,7 @@ def test_resume_from_state_is_bit_identical(data, tmp_path):
         assert torch.equal(p, q), n
 
 
-def test_save_at_named_steps(data):
+def test_save_at_named_steps(data, mlp):
     saved = {}
     train(mlp(data), data, CFG, progress=False,
           hooks=Hooks(save_at={0: lambda s, m: saved.setdefault(s, m.fc1.weight.clone()),
@@ -101,19 +89,19 @@ def test_save_at_named_steps(data):
     assert set(saved) == {0, 30} and not torch.equal(saved[0], saved[30])
 
 
-def test_start_step_beyond_budget_is_refused(data):
+def test_start_step_beyond_budget_is_refused(data, mlp):
     with pytest.raises(ValueError, match="outside the training budget"):
         train(mlp(data), data, CFG, start_step=101, progress=False)
 
 
-def test_final_train_accuracy_is_measured_on_the_whole_train_split(data):
+def test_final_train_accuracy_is_measured_on_the_whole_train_split(data, mlp):
     result = train(mlp(data), data, CFG, progress=False)
     acc = result.summary["final_train_acc"]
     assert 0 <= acc <= 1 and not math.isnan(acc)
     assert acc * len(data.train) == pytest.approx(round(acc * len(data.train)))
 
 
-def test_onednn_linear_equals_pytorchs_and_can_be_turned_off(data, monkeypatch):
+def test_onednn_linear_equals_pytorchs_and_can_be_turned_off(data, monkeypatch, mlp):
     from lth.train.kernels import fast_kernels, onednn_available
 
     model = mlp(data)

@@ -1,12 +1,11 @@
 """Fully connected layers through oneDNN on the CPU.
 
 PyTorch's CPU builds multiply float32 matrices with MKL, whose kernels on AMD processors stop at AVX2; the
-oneDNN library that ships inside PyTorch picks AVX-512 where the processor has it. On the 2-core AMD EPYC
-this was written on, a [60, 784] x [784, 300] product (LeNet-300-100's first layer at batch 60) ran at
-~85 GFLOP/s through MKL and ~170 GFLOP/s through oneDNN, in float32 both (only the order of the additions
-differs). The small networks of lottery-ticket experiments spend most of a CPU training step in exactly these
-products, so `fast_kernels()` routes `F.linear` (every nn.Linear) to oneDNN for the forward pass and for both
-products of the backward pass: LeNet-300-100 trains ~20% faster, the MNIST-1D MLP ~45%.
+oneDNN library that ships inside PyTorch picks AVX-512 where the processor has it. The small networks of
+lottery-ticket experiments spend most of a CPU training step in these products, so `fast_kernels()` routes
+`F.linear` (every nn.Linear) to oneDNN for the forward pass and for both products of the backward pass.
+`benchmarks/kernels.py` measures both kernels and the share of a LeNet step spent in products
+(benchmarks/results/kernels_cpu.md); `benchmarks/throughput.py` measures whole training steps.
 
 It is a TorchFunctionMode entered around the model's forward pass only (never around the optimizer or the
 bookkeeping, where it would only add overhead); the model itself is not touched. Anything it does not
@@ -28,8 +27,8 @@ from torch.overrides import TorchFunctionMode
 _available: bool | None = None
 
 MIN_FLOPS = 8e6
-"""Smaller products stay with PyTorch's kernels: a oneDNN call costs ~10-15 µs more to set up, which is more
-than it saves on, e.g., LeNet's 100 -> 10 output layer (0.1 MFLOP at batch 60)."""
+"""Smaller products stay with PyTorch's kernels: a oneDNN call has a fixed setup cost that outweighs its
+gain on small products such as LeNet's 100 -> 10 output layer (0.1 MFLOP at batch 60)."""
 
 
 def _mm(a: torch.Tensor, b_t: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:

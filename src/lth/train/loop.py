@@ -5,9 +5,9 @@ is one fused in-place multiply after each optimizer step; loss and accuracy accu
 reach the host only at evaluation points (no `.item()` per step). Training always runs the whole budget;
 the early-stop iteration (minimum validation loss) is read off the evaluations afterwards.
 
-Where the time goes (LeNet-300-100, batch 60, one CPU core): the matrix products are most of a step, so
-they run through oneDNN (lth.train.kernels, ~2x MKL's speed on AVX-512 machines) and the optimizer is
-PyTorch's fused kernel (lth.train.optim); evaluation uses large batches (EVAL_BATCH). torch.compile is
+Where the time goes (LeNet-300-100, batch 60, CPU): the matrix products are most of a step
+(benchmarks/kernels.py), so they run through oneDNN (lth.train.kernels) and the optimizer is PyTorch's
+fused kernel (lth.train.optim); evaluation uses large batches (EVAL_BATCH). torch.compile is
 off unless LTH_COMPILE=1: on the CPU it did not pay (see `compile_requested`). Several networks of one
 architecture can be trained in one pass with lth.train.batched.
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -158,7 +158,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
     forward = torch.compile(model) if compile_requested() else model
     use_amp = cfg.amp and device.type == "cuda"
     # The context of every forward pass: bfloat16 autocast on CUDA with amp; on the CPU, nn.Linear through
-    # oneDNN's AVX-512 kernels instead of MKL's (lth.train.kernels; ~2x faster matrix products).
+    # oneDNN's AVX-512 kernels instead of MKL's (lth.train.kernels; measured in benchmarks/kernels.py).
     if use_amp:
         autocast = lambda: torch.autocast("cuda", dtype=torch.bfloat16)  # noqa: E731
     elif compile_requested():
