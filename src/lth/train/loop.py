@@ -138,7 +138,8 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
     """Train `model` on `data` (an lth.data.Dataset) for cfg.budget iterations, from `start_step`.
 
     `augment` turns on random crops and flips (CIFAR). With `mask`, pruned weights are zeroed before the
-    first step and after every step. Returns the evaluation rows and a summary. The model is left in its final state.
+    first step and after every step. Returns the evaluation rows and a summary. The model is left in its
+    final state.
     """
     from lth.data import Batches
 
