@@ -40,8 +40,18 @@ def test_imp_levels_controls_and_rewinding_state(tiny_cfg):
     by = {(x["level"], x["branch"]): x for x in s}
     assert by[1, "ticket"]["remaining_percent"] == pytest.approx(100 * m1.density())
     assert by[1, "random_prune"]["remaining_percent"] == pytest.approx(100 * m1.density())
-    # The ticket of level 1 is trained from θ_0: its stored init and the rep's init agree.
-    assert set(init) >= {"fc1.weight", "fc1.bias"}
+    # The level-1 ticket starts from θ_0 ⊙ m1 (its step-0 validation loss is that network's); reinit does not.
+    from lth.data import load
+    from lth.models import build_model
+    from lth.train import evaluate
+
+    data = load(tiny_cfg.data)
+    net = build_model(tiny_cfg.model, input_shape=data.input_shape, num_classes=data.num_classes, seed=99)
+    net.load_state_dict(init)
+    m1.apply_(net)
+    val_loss = evaluate(net, data.val.x, data.val.y)[0].item()
+    assert store.metrics(Unit(0, 1, "ticket"))[0]["val_loss"] == pytest.approx(val_loss, rel=1e-6)
+    assert store.metrics(Unit(0, 1, "reinit"))[0]["val_loss"] != pytest.approx(val_loss, rel=1e-6)
 
 
 def test_rerun_skips_finished_work(tiny_cfg):
@@ -181,3 +191,19 @@ def test_sigkill_mid_level_then_resume_equals_uninterrupted(tiny_cfg, tmp_path):
     assert set(killed) == set(clean)
     for key in clean:
         assert killed[key] == clean[key], key
+
+
+def test_more_levels_replicates_or_controls_extend_the_run(tiny_cfg):
+    small = replace(tiny_cfg, lottery=replace(tiny_cfg.lottery, levels=1, controls=("reinit",)))
+    store = run_imp(small, progress=False, log=quiet)
+    done = {p: p.stat().st_mtime_ns for p in store.root.rglob("summary.json")}
+    assert len(done) == 3  # dense, level-1 ticket, level-1 reinit
+    bigger = replace(tiny_cfg, lottery=replace(tiny_cfg.lottery, levels=2, replicates=2,
+                                               controls=("reinit", "random_prune")))
+    extended = run_imp(bigger, progress=False, log=quiet)
+    assert extended.root == store.root  # the same run, not a new one
+    assert {p: p.stat().st_mtime_ns for p in done} == done  # finished trainings were not redone
+    keys = {(s["replicate"], s["level"], s["branch"]) for s in extended.summaries()}
+    assert (0, 1, "random_prune") in keys and (0, 2, "ticket") in keys and (1, 2, "reinit") in keys
+    assert len(keys) == 2 * (1 + 2 * 3)
+    assert json.loads((store.root / "config.json").read_text())["config"]["lottery"]["levels"] == 2

@@ -23,6 +23,13 @@ def _local(default: Any, doc: str = "") -> Any:
     return field(default=default, metadata={"hash": False, "doc": doc})
 
 
+def _extent(default: Any) -> Any:
+    """A field that says how much of an experiment to run (levels, replicates, controls), not what any one
+    training computes: every seed derives from (seed, replicate, level, branch). It is left out of the run
+    hash, so asking for more levels, replicates or controls extends the existing run instead of redoing it."""
+    return field(default=default, metadata={"hash": False})
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset, and how its training set is split into train and validation."""
@@ -106,19 +113,19 @@ class PruneConfig:
 class LotteryConfig:
     """Iterative magnitude pruning and its controls."""
 
-    levels: int = 12
+    levels: int = _extent(12)
     """Pruning levels after the dense level 0."""
-    target_pm: float | None = None
+    target_pm: float | None = _extent(None)
     """Stop once P_m (percent of prunable weights remaining) is at or below this."""
     rewind: str = "0it"
     """Rewind survivors to θ_k: `0it` resets to the original initialization, `500it` or `2ep` rewinds."""
     one_shot: bool = False
     """Prune the trained dense network straight to each level's P_m (instead of iteratively)."""
-    controls: tuple[str, ...] = ("reinit", "random_prune")
+    controls: tuple[str, ...] = _extent(("reinit", "random_prune"))
     """reinit: same mask, fresh initialization. random_prune: random mask, same per-layer sparsity."""
-    reinit_draws: int = 1
+    reinit_draws: int = _extent(1)
     """Independent reinitializations per level."""
-    replicates: int = 1
+    replicates: int = _extent(1)
     """Independent seeds (initialization and data order) of the whole experiment."""
 
 

@@ -85,6 +85,7 @@ class RunStore:
     def __init__(self, root: str | Path):
         self.root = Path(root)
         self._lock_fd: int | None = None
+        self._record: dict[str, Any] | None = None
 
     # -- opening -----------------------------------------------------------------------------------
     @classmethod
@@ -102,6 +103,9 @@ class RunStore:
                                    "remove the folder or choose another --out")
         else:
             write_json(cfg_path, record)
+        # Same hash, but the extent (levels, replicates, controls) may have grown: the latest request is
+        # recorded once this process holds the lock (a locked-out process must not rewrite it).
+        store._record = record
         return store
 
     def config(self) -> dict[str, Any]:
@@ -127,6 +131,8 @@ class RunStore:
         os.ftruncate(fd, 0)
         os.write(fd, f"process {os.getpid()}".encode())
         self._lock_fd = fd
+        if self._record is not None:
+            write_json(self.root / "config.json", self._record)
 
     def unlock(self) -> None:
         if self._lock_fd is not None:

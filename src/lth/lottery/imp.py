@@ -167,8 +167,6 @@ class IMP:
         for level, pm in enumerate(self.schedule):
             jobs = self.jobs(level)
             if jobs:
-                for job in jobs:
-                    self.store.unit_dir(job.unit).mkdir(parents=True, exist_ok=True)
                 self.backend.train(jobs, self.store)
             rows = level_rows(self.store.summaries(), level)
             self.log(format_level(rows, header=level == 0))

@@ -45,9 +45,9 @@ from torch.func import functional_call, vmap
 
 from lth.config import TrainConfig
 from lth.train.checkpoint import load_state, save_state
-from lth.train.loop import EVAL_BATCH, METRIC_FIELDS, Hooks, TrainResult, resolve_device, summarize
+from lth.train.loop import (EVAL_BATCH, METRIC_FIELDS, Hooks, TrainResult, resolve_budget,
+                            resolve_device, stochastic_seed, summarize)
 from lth.train.optim import fast_step, lr_factor, make_optimizer, set_lr
-from lth.train.steps import to_iterations
 
 MAX_K = 16
 """Most networks trained in one pass (memory: K copies of weights, optimizer state and activations)."""
@@ -141,9 +141,8 @@ def batch_groups(models: list[nn.Module], cfgs: list[TrainConfig], start_steps: 
 
 def _initial_rng_state(cfg: TrainConfig) -> torch.Tensor:
     """The global RNG state `train` would run under: saved so that a batched checkpoint also resumes alone."""
-    rng = torch.Generator().manual_seed(cfg.data_seed * 7919 + 17)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=rng)))
+        torch.manual_seed(stochastic_seed(cfg))
         return torch.get_rng_state()
 
 
@@ -212,10 +211,7 @@ def train_batched(members: list[Member], data, *, start_step: int = 0, device: s
     train_split, val, test = data.train.to(device), data.val.to(device), data.test.to(device)
     batches = [Batches(train_split, cfg.batch_size, seed=m.cfg.data_seed, augment=augment) for m in members]
     spe = batches[0].steps_per_epoch
-    total = to_iterations(cfg.budget, spe, "--train.budget")
-    eval_every = max(1, to_iterations(cfg.eval_every, spe, "--train.eval_every"))
-    if not 0 <= start_step <= total:
-        raise ValueError(f"start step {start_step} is outside the training budget of {total} iterations")
+    total, eval_every = resolve_budget(cfg, spe, start_step)
     factor = lr_factor(cfg, spe, total)
     use_amp = cfg.amp and device.type == "cuda"
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_amp else contextlib.nullcontext

@@ -15,6 +15,7 @@ architecture can be trained in one pass with lth.train.batched.
 from __future__ import annotations
 
 import contextlib
+import os
 import math
 import time
 from collections.abc import Callable
@@ -39,12 +40,27 @@ EVAL_BATCH = 4096
 
 
 def compile_requested() -> bool:
-    """LTH_COMPILE=1 turns on torch.compile of the model's forward pass. Off by default: measured on the
-    CPU with LeNet-300-100 at batch 60 it costs ~26 s of compilation and then runs no faster (slower, in
-    fact) than eager mode, whose time is already almost all in the matrix products."""
-    import os
-
+    """LTH_COMPILE=1 turns on torch.compile of the model's forward pass. Off by default: on the CPU a small
+    network's step is mostly matrix products (benchmarks/kernels.py), which compiling does not speed up, and
+    compiling costs time at the start of every training. `LTH_COMPILE=1 python benchmarks/throughput.py`
+    measures it against eager mode."""
     return os.environ.get("LTH_COMPILE", "0") not in ("", "0", "false", "no")
+
+
+def stochastic_seed(cfg: TrainConfig) -> int:
+    """Seed of the global RNG that dropout and other stochastic layers draw from during a training.
+
+    Derived from the data seed; `train` and lth.train.batched both use it, so their checkpoints agree."""
+    return int(torch.randint(0, 2**62, (1,), generator=torch.Generator().manual_seed(cfg.data_seed * 7919 + 17)))
+
+
+def resolve_budget(cfg: TrainConfig, steps_per_epoch: int, start_step: int = 0) -> tuple[int, int]:
+    """(total iterations, evaluation interval) of `cfg`; refuses a start step outside the budget."""
+    total = to_iterations(cfg.budget, steps_per_epoch, "--train.budget")
+    eval_every = max(1, to_iterations(cfg.eval_every, steps_per_epoch, "--train.eval_every"))
+    if not 0 <= start_step <= total:
+        raise ValueError(f"start step {start_step} is outside the training budget of {total} iterations")
+    return total, eval_every
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -149,10 +165,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
     train_split, val, test = data.train.to(device), data.val.to(device), data.test.to(device)
     batches = Batches(train_split, cfg.batch_size, seed=cfg.data_seed, augment=augment)
     spe = batches.steps_per_epoch
-    total = to_iterations(cfg.budget, spe, "--train.budget")
-    eval_every = max(1, to_iterations(cfg.eval_every, spe, "--train.eval_every"))
-    if not 0 <= start_step <= total:
-        raise ValueError(f"start step {start_step} is outside the training budget of {total} iterations")
+    total, eval_every = resolve_budget(cfg, spe, start_step)
     factor = lr_factor(cfg, spe, total)
     optimizer = make_optimizer(model.parameters(), cfg)
     masked, mask_values = _masked_pairs(model, mask)
@@ -169,7 +182,6 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
 
     metrics: list[dict[str, float]] = []
     step = start_step
-    rng = torch.Generator().manual_seed(cfg.data_seed * 7919 + 17)  # dropout etc., see fork_rng below
     resumed = None
     if hooks.resume_path is not None and Path(hooks.resume_path).exists():
         resumed = load_state(hooks.resume_path)
@@ -206,7 +218,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
             if device.type == "cuda" and resumed.get("cuda_rng") is not None:
                 torch.cuda.set_rng_state(resumed["cuda_rng"], device)
         else:
-            torch.manual_seed(int(torch.randint(0, 2**62, (1,), generator=rng)))
+            torch.manual_seed(stochastic_seed(cfg))
             _apply_mask(masked, mask_values)
             if step in hooks.save_at:
                 hooks.save_at[step](step, model)

@@ -14,11 +14,11 @@ from lth.train.steps import to_iterations
 def make_optimizer(params: Iterable[torch.nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
     """The optimizer of `cfg` over `params`, with PyTorch's fused kernel where it has one.
 
-    fused=True does the whole update in one kernel over all tensors: on the CPU, Adam's step for
-    LeNet-300-100 takes about a third of the time of foreach=True (and a tenth of the per-tensor loop),
-    which is a fifth of a training step at batch 60. Where no fused kernel exists (an unsupported device or
-    dtype), foreach=True: one multi-tensor launch per operation. The update rule is the same; the rounding
-    of a fused step may differ from a foreach one in the last bit.
+    fused=True does the whole update in one kernel over all tensors instead of several passes over memory
+    (the optimizer step is a visible part of a small network's CPU step; benchmarks/throughput.py compares
+    lth with a hand-written loop using plain and fused Adam). Where no fused kernel exists (an unsupported
+    device or dtype), foreach=True: one multi-tensor launch per operation. The update rule is the same; the
+    rounding of a fused step may differ from a foreach one in the last bit.
     """
     params = list(params)
     try:
@@ -62,10 +62,10 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 def fast_step(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
     """`optimizer.step`, with a fused Adam or AdamW update issued straight to its kernel.
 
-    Optimizer.step spends ~70 µs per call in Python (hooks, grouping tensors by device, flags) around a
-    kernel that takes ~120 µs for LeNet-300-100: 6% of a CPU training step. This calls the same kernel on
-    the same state tensors, the way torch.optim.adam._fused_adam does, so the result and the optimizer's
-    state_dict are bit for bit those of optimizer.step(). Anything else (other optimizers, several parameter
+    Optimizer.step does Python work on every call (hooks, grouping tensors by device, flags) around a kernel
+    that, for a network as small as LeNet-300-100, is not much longer. This calls the same kernel on the
+    same state tensors, the way torch.optim.adam._fused_adam does, so the result and the optimizer's
+    state_dict are bit for bit those of optimizer.step() (tests/test_train.py checks this). Anything else (other optimizers, several parameter
     groups or devices, amsgrad, a parameter without a gradient, the first step, which creates the state)
     goes to optimizer.step.
     """
