@@ -91,6 +91,11 @@ def onednn_available() -> bool:
 
 
 def _probe() -> bool:
+    with torch.enable_grad():  # the first caller may be inside no_grad (an evaluation, an autograd node)
+        return _probe_products()
+
+
+def _probe_products() -> bool:
     try:
         if not torch.backends.mkldnn.is_available():
             return False

@@ -6,8 +6,9 @@ reach the host only at evaluation points (no `.item()` per step). Training alway
 the early-stop iteration (minimum validation loss) is read off the evaluations afterwards.
 
 Where the time goes (LeNet-300-100, batch 60, CPU): the matrix products are most of a step
-(benchmarks/kernels.py), so they run through oneDNN (lth.train.kernels) and the optimizer is PyTorch's
-fused kernel (lth.train.optim); evaluation uses large batches (EVAL_BATCH). torch.compile is
+(benchmarks/kernels.py), so they run through oneDNN (lth.train.kernels), lth's MLPs run as one
+hand-written autograd node (lth.train.chain) and the optimizer is PyTorch's fused kernel
+(lth.train.optim); evaluation uses large batches (EVAL_BATCH). torch.compile is
 off unless LTH_COMPILE=1: on the CPU it did not pay (see `compile_requested`). Several networks of one
 architecture can be trained in one pass with lth.train.batched.
 """
@@ -15,8 +16,8 @@ architecture can be trained in one pass with lth.train.batched.
 from __future__ import annotations
 
 import contextlib
-import os
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lth.config import TrainConfig
+from lth.train.chain import chain_forward_fn
 from lth.train.checkpoint import load_state, save_state
 from lth.train.kernels import fast_kernels
 from lth.train.optim import fast_step, lr_factor, make_optimizer, set_lr
@@ -169,7 +171,11 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
     factor = lr_factor(cfg, spe, total)
     optimizer = make_optimizer(model.parameters(), cfg)
     masked, mask_values = _masked_pairs(model, mask)
-    forward = torch.compile(model) if compile_requested() else model
+    # The forward pass: compiled if asked; lth's MLPs on the CPU as one hand-written autograd node
+    # (lth.train.chain); anything else the module itself.
+    chain = None if compile_requested() else chain_forward_fn(model, device)
+    forward = torch.compile(model) if compile_requested() else chain or model
+    params = [p for group in optimizer.param_groups for p in group["params"]]
     use_amp = cfg.amp and device.type == "cuda"
     # The context of every forward pass: bfloat16 autocast on CUDA with amp; on the CPU, nn.Linear through
     # oneDNN's AVX-512 kernels instead of MKL's (lth.train.kernels; measured in benchmarks/kernels.py).
@@ -179,6 +185,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
         autocast = contextlib.nullcontext
     else:
         autocast = lambda: fast_kernels(device)  # noqa: E731
+    step_context = contextlib.nullcontext if chain else autocast  # the chain picks its own kernels
 
     metrics: list[dict[str, float]] = []
     step = start_step
@@ -227,10 +234,11 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
         while step < total:
             x, y = batches.get(step)
             set_lr(optimizer, cfg.lr * factor(step))
-            with autocast():
+            with step_context():
                 logits = forward(x)
                 loss = F.cross_entropy(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
+            for p in params:  # optimizer.zero_grad(set_to_none=True) without its per-call wrapper cost
+                p.grad = None
             loss.backward()
             optimizer_step()
             _apply_mask(masked, mask_values)

@@ -1,0 +1,80 @@
+"""The hand-written MLP pass (lth.train.chain) computes the module's function and its gradients, and the
+trainer uses it only where it is exact."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lth.config import ModelConfig, TrainConfig
+from lth.models import build_model
+from lth.train import train
+from lth.train.chain import chain_forward_fn, chain_layers, chain_usable
+
+
+def lenet(seed=0, **options):
+    return build_model(ModelConfig(name="lenet_300_100", **options), input_shape=(1, 28, 28), num_classes=10,
+                       seed=seed)
+
+
+@pytest.mark.parametrize("onednn", ["1", "0"])
+def test_forward_and_gradients_match_autograd(monkeypatch, onednn):
+    # Full-size LeNet-300-100 at batch 64: its first layer's products are large enough for oneDNN.
+    monkeypatch.setenv("LTH_ONEDNN", onednn)
+    model = lenet()
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
+    params = list(model.parameters())
+    ref_logits = model(x)
+    ref_grads = torch.autograd.grad(F.cross_entropy(ref_logits, y), params)
+    forward = chain_forward_fn(model, "cpu")
+    logits = forward(x)
+    grads = torch.autograd.grad(F.cross_entropy(logits, y), params)
+    torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
+    for (name, _), a, b in zip(model.named_parameters(), grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_input_gradient_matches_autograd():
+    model = lenet(hidden=(20, 10))
+    x = torch.randn(8, 784, requires_grad=True)
+    (gx_ref,) = torch.autograd.grad(model(x).square().sum(), x)
+    (gx,) = torch.autograd.grad(chain_forward_fn(model, "cpu")(x).square().sum(), x)
+    torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-6)
+
+
+def test_only_exact_cases_take_the_chain():
+    assert chain_layers(lenet()) is not None
+    assert chain_usable(lenet(), "cpu") and not chain_usable(lenet(), "cuda")
+    assert chain_layers(lenet(dropout=0.5)) is None  # dropout: the module's own forward draws its masks
+
+    hooked = lenet()
+    hooked.register_forward_pre_hook(lambda module, args: None)  # e.g. find_tickets' mask hook
+    assert chain_layers(hooked) is None
+
+    class Scaled(nn.Linear):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    swapped = lenet()
+    swapped.fc2 = Scaled(300, 100)  # a layer swapped for a subclass changes the function
+    assert chain_layers(swapped) is None
+    conv = build_model(ModelConfig(name="conv2"), input_shape=(3, 32, 32), num_classes=10, seed=0)
+    assert chain_layers(conv) is None
+    assert chain_forward_fn(conv, "cpu") is None
+
+
+def test_training_through_the_chain_matches_the_module(monkeypatch, data, mlp):
+    cfg = TrainConfig(optimizer="adam", lr=3e-3, batch_size=50, budget="40it", eval_every="20it")
+    results = {}
+    for flag in ("1", "0"):
+        monkeypatch.setenv("LTH_CHAIN", flag)
+        model = mlp(data)
+        assert chain_usable(model, "cpu") == (flag == "1")
+        results[flag] = (train(model, data, cfg, device="cpu", progress=False), model)
+    (a, ma), (b, mb) = results["1"], results["0"]
+    for ra, rb in zip(a.metrics, b.metrics):
+        for key in ("val_loss", "test_loss"):
+            assert ra[key] == pytest.approx(rb[key], rel=1e-4), key
+    for pa, pb in zip(ma.parameters(), mb.parameters()):
+        torch.testing.assert_close(pa, pb, rtol=1e-3, atol=1e-5)
