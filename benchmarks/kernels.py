@@ -18,7 +18,9 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Timer, command, machine, median, set_threads, write  # noqa: E402
 
+from lth.train.chain import _product  # noqa: E402
 from lth.train.kernels import _mm, onednn_available  # noqa: E402
+from lth.train.optim import fast_step  # noqa: E402
 
 # (batch, in, out): LeNet-300-100's first layer at batch 60 and 128, and the MNIST-1D MLP's middle layer.
 SHAPES = [(60, 784, 300), (128, 784, 300), (100, 500, 500)]
@@ -37,8 +39,10 @@ def gflops(fn, flops: float, reps: int, rounds: int) -> float:
     return flops / median(times) / 1e9
 
 
-def step_split(rounds: int) -> tuple[float, float]:
-    """(ms per LeNet-300-100 step at batch 60 with Adam, ms of that in its 8 matrix products) with F.linear."""
+def step_split(rounds: int) -> dict[str, float]:
+    """ms per LeNet-300-100 step at batch 60 with Adam (F.linear), and the parts a step cannot do without:
+    its 8 matrix products with F.linear, the same products as lth computes them (lth.train.chain: oneDNN
+    for the large ones), and the fused Adam update alone."""
     g = torch.Generator().manual_seed(0)
     sizes = [(784, 300), (300, 100), (100, 10)]
     ws = [torch.randn(o, i, generator=g).mul_(0.05).requires_grad_() for i, o in sizes]
@@ -66,19 +70,29 @@ def step_split(rounds: int) -> tuple[float, float]:
         outs[1] @ wd[1]
         outs[2] @ wd[2]
 
-    timer, full, mm = Timer("cpu"), [], []
+    onednn = onednn_available()
+
+    def lth_products():  # the same 8 products through lth.train.chain's kernel choice
+        for a, go, w in zip(acts, outs, wd):
+            _product(a, w, onednn=onednn)
+            _product(go.t(), a.t(), onednn=onednn)
+        _product(outs[1], wd[1].t(), onednn=onednn)
+        _product(outs[2], wd[2].t(), onednn=onednn)
+
+    for w in ws:
+        w.grad = torch.randn_like(w)
+    opt_step = fast_step(opt)
+    parts = {"step_ms": step, "products_ms": products, "lth_products_ms": lth_products, "adam_ms": opt_step}
+    timer, times = Timer("cpu"), {k: [] for k in parts}
     for _ in range(50):
         step()
     for _ in range(rounds):
-        t = timer.now()
-        for _ in range(200):
-            step()
-        full.append((timer.now() - t) / 200 * 1e3)
-        t = timer.now()
-        for _ in range(200):
-            products()
-        mm.append((timer.now() - t) / 200 * 1e3)
-    return median(full), median(mm)
+        for key, fn in parts.items():
+            t = timer.now()
+            for _ in range(200):
+                fn()
+            times[key].append((timer.now() - t) / 200 * 1e3)
+    return {key: median(v) for key, v in times.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,10 +111,15 @@ def main(argv: list[str] | None = None) -> None:
         onednn = gflops(lambda: _mm(x, w), flops, 300, args.rounds) if have else float("nan")
         runs.append({"shape": [b, i, o], "default_gflops": default, "onednn_gflops": onednn})
         rows.append([f"[{b}, {i}] x [{i}, {o}]", f"{default:.0f}", f"{onednn:.0f}", f"{onednn / default:.2f}x"])
-    full, mm = step_split(args.rounds)
-    runs.append({"lenet_step_ms": full, "lenet_products_ms": mm})
+    split = step_split(args.rounds)
+    runs.append({f"lenet_{k}": v for k, v in split.items()})
+    full, mm = split["step_ms"], split["products_ms"]
+    floor = split["lth_products_ms"] + split["adam_ms"]
     notes = [f"LeNet-300-100 training step at batch 60 (fused Adam, F.linear): {full:.2f} ms, of which its 8 "
              f"matrix products alone take {mm:.2f} ms ({100 * mm / full:.0f}%).",
+             f"The same 8 products as lth computes them (oneDNN for the large ones) take "
+             f"{split['lth_products_ms']:.2f} ms and the fused Adam update alone {split['adam_ms']:.2f} ms: no "
+             f"LeNet step on this machine can take less than their sum, {floor:.2f} ms ({1e3 / floor:.0f} it/s).",
              "GFLOP/s: 2·b·in·out per product over the median time of 300 calls; median of the rounds.",
              "oneDNN here is torch.ops.mkldnn._linear_pointwise, which lth.train.kernels uses for nn.Linear."]
     record = {"title": "Matrix products on the CPU: default (F.linear) vs oneDNN", "machine": machine("cpu"),

@@ -3,8 +3,11 @@
 Four loops do the same work: N steps of Adam (lr 1.2e-3) on shuffled mini-batches of the same 55K training
 split, the training loss and accuracy accumulated, no evaluation inside the timed window, W warmup steps
 before it.
-  lth        lth.train.train (data resident on the device, fused Adam, metrics on the device); timed
-             between save_at hooks at steps W and W+N, so its evaluations at step 0 and at the end are outside.
+  lth        lth.train.train (data resident on the device, fused Adam, metrics on the device; on the CPU the
+             MLP runs as one hand-written autograd node, lth.train.chain); timed between save_at hooks at
+             steps W and W+N, so its evaluations at step 0 and at the end are outside.
+  lth-module the same with LTH_CHAIN=0: the module's own forward and autograd (with oneDNN products); shows
+             what lth.train.chain buys.
   hand       a hand-written tensor-resident loop: randperm per epoch, index the resident tensors, plain
              torch.optim.Adam (PyTorch's default implementation on this device), the same model.
   hand-fused the same with Adam(fused=True), lth's choice: shows what of lth's margin is the optimizer.
@@ -42,7 +45,9 @@ def lenet(seed: int = 0):
     return build_model(ModelConfig(name="lenet_300_100"), input_shape=(1, 28, 28), num_classes=10, seed=seed)
 
 
-def run_lth(data, batch: int, warmup: int, steps: int, device: str) -> float:
+def run_lth(data, batch: int, warmup: int, steps: int, device: str, chain: bool = True) -> float:
+    import os
+
     from lth.config import TrainConfig
     from lth.train import Hooks, train
 
@@ -51,7 +56,12 @@ def run_lth(data, batch: int, warmup: int, steps: int, device: str) -> float:
     cfg = TrainConfig(optimizer="adam", lr=LR, batch_size=batch, budget=f"{total}it", eval_every=f"{total}it")
     hooks = Hooks(save_at={warmup: lambda s, m: marks.__setitem__("a", timer.now()),
                            total: lambda s, m: marks.__setitem__("b", timer.now())})
-    train(lenet(), data, cfg, hooks=hooks, device=device, progress=False)
+    saved = os.environ.get("LTH_CHAIN")
+    os.environ["LTH_CHAIN"] = "1" if chain else "0"
+    try:
+        train(lenet(), data, cfg, hooks=hooks, device=device, progress=False)
+    finally:
+        os.environ.pop("LTH_CHAIN") if saved is None else os.environ.__setitem__("LTH_CHAIN", saved)
     return steps / (marks["b"] - marks["a"])
 
 
@@ -198,6 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = load_dataset("mnist", data_dir=data_dir, device=args.device)
     items = raw_train_split(data_dir)
     loops = {"lth": lambda b: run_lth(data, b, args.warmup, args.steps, args.device),
+             "lth-module": lambda b: run_lth(data, b, args.warmup, args.steps, args.device, chain=False),
              "hand": lambda b: run_hand(data, b, args.warmup, args.steps, args.device),
              "hand-fused": lambda b: run_hand(data, b, args.warmup, args.steps, args.device, fused=True),
              "dataloader": lambda b: run_dataloader(items, b, args.warmup, args.steps, args.device)}
