@@ -2,6 +2,7 @@
 empty runs, and several runs labelled by their config difference."""
 
 import csv
+import json
 import re
 import shutil
 from dataclasses import replace
@@ -104,6 +105,24 @@ def test_partial_run_reports_what_it_has_and_names_the_gap(runs, tmp_path):
     report = build_report([part], tmp_path / "again")
     rows = list(csv.DictReader(open(report.tables["csv"])))
     assert [r["replicates"] for r in rows if r["level"] == "2" and r["branch"] == "reinit"] == ["0"]
+
+
+def test_a_run_stopped_by_target_pm_names_its_missing_last_level(tmp_path):
+    # With a target P_m, the config alone does not say how many levels there are; the driver's plan.json does.
+    cfg = base_cfg(tmp_path)
+    cfg = replace(cfg, lottery=replace(cfg.lottery, levels=10, target_pm=40.0, replicates=1))
+    run = run_imp(cfg, progress=False, log=quiet).root
+    plan = json.loads((run / "plan.json").read_text())
+    assert plan["levels"] == 2 and plan["pm_percent"][1] > 40 >= plan["pm_percent"][2]
+    assert write_report_notes(run, tmp_path / "full") == []
+    shutil.rmtree(run / "rep0" / "level02")  # as if killed before the last level started
+    assert any("level 2: no finished trainings" in n for n in write_report_notes(run, tmp_path / "partial"))
+
+
+def write_report_notes(run: Path, out: Path) -> list[str]:
+    notes = []
+    write_report([run], out, log=notes.append)
+    return notes
 
 
 def test_two_runs_labelled_by_their_config_difference(runs, tmp_path):

@@ -34,6 +34,10 @@ class RunLockedError(RuntimeError):
     pass
 
 
+PLAN_FILE = "plan.json"
+"""The levels of the latest request and their P_m, written by the IMP driver when it starts."""
+
+
 def write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(data, indent=1))

@@ -18,7 +18,7 @@ from torch import nn
 from lth.config import ExperimentConfig
 from lth.lottery.branches import branch_names, branch_start, check_controls
 from lth.prune import Mask, PrunePlan, pm_schedule, prune
-from lth.store import RunStore, Unit
+from lth.store import PLAN_FILE, RunStore, Unit, write_json
 from lth.train import Hooks, load_weights, save_weights
 
 
@@ -164,6 +164,9 @@ class IMP:
         from lth.lottery.results import format_level, level_rows
 
         self.log(f"run folder: {self.store.root}")
+        # The levels this request runs, for readers of the folder (the report): with a target P_m only the
+        # model's layer sizes say how many there are.
+        write_json(self.store.root / PLAN_FILE, {"levels": len(self.schedule) - 1, "pm_percent": self.schedule})
         for level, pm in enumerate(self.schedule):
             jobs = self.jobs(level)
             if jobs:

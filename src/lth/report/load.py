@@ -15,6 +15,7 @@ import numpy as np
 
 from lth.lottery.branches import branch_names
 from lth.lottery.results import aggregate
+from lth.store import PLAN_FILE
 
 
 @dataclass
@@ -90,9 +91,17 @@ def load_run(path: str | Path) -> RunData:
     replicates = list(range(int(lot.get("replicates", 1))))
     found_levels = sorted({int(p.name[5:]) for p in root.glob("rep[0-9]*/level[0-9]*") if p.is_dir()}
                           | {s["level"] for s in summaries})
-    # Without a target P_m the config says how many levels there will be; with one, only the model can.
-    levels = (list(range(int(lot["levels"]) + 1)) if lot.get("target_pm") is None and "levels" in lot
-              else found_levels)
+    # The IMP driver records the levels it runs (PLAN_FILE); without that record (an older run), the config
+    # says how many levels there are unless a target P_m set them, and then only the levels on disk are known.
+    # Levels on disk beyond the latest request (an earlier, longer one) are reported too.
+    plan_path = root / PLAN_FILE
+    if plan_path.exists():
+        planned = range(int(json.loads(plan_path.read_text())["levels"]) + 1)
+    elif lot.get("target_pm") is None and "levels" in lot:
+        planned = range(int(lot["levels"]) + 1)
+    else:
+        planned = range(0)
+    levels = sorted(set(planned) | set(found_levels))
     run = RunData(root, config, summaries, aggregate(summaries), levels, replicates)
     run.missing = missing_lines(run, tuple(lot.get("controls", ())), int(lot.get("reinit_draws", 1)))
     return run
