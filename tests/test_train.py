@@ -55,6 +55,15 @@ def test_training_is_deterministic_and_leaves_global_rng_alone(data, mlp):
     assert c.metrics != a.metrics
 
 
+def test_lth_train_is_the_training_loop_and_the_package(data, mlp):
+    import lth
+    import lth.train.batched as batched  # "import ... as" resolves lth.train by attribute
+
+    assert lth.train.Hooks is Hooks and batched.train_batched is lth.train.train_batched
+    a = lth.train(mlp(data), data, CFG, progress=False)
+    assert a.metrics == train(mlp(data), data, CFG, progress=False).metrics
+
+
 class Killed(Exception):
     pass
 

@@ -14,6 +14,6 @@ from lth import presets
 from lth.config import ExperimentConfig, override
 from lth.lottery import find_tickets, run_imp
 from lth.prune import Mask
-from lth.train import train
+import lth.train as train  # the package, callable as the training loop (see lth.train)
 
 __all__ = ["ExperimentConfig", "Mask", "find_tickets", "override", "presets", "run_imp", "train"]

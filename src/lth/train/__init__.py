@@ -1,4 +1,12 @@
-"""The training loop, optimizers and schedules, evaluation, and checkpoints at named steps."""
+"""The training loop, optimizers and schedules, evaluation, and checkpoints at named steps.
+
+The package is also callable: `lth.train(model, data, cfg)` is `lth.train.train(model, data, cfg)`. Binding
+the function itself to `lth.train` would hide this package behind it (`lth.train.Hooks` and
+`import lth.train.batched as tb` would fail).
+"""
+
+import sys
+import types
 
 from lth.train.checkpoint import load_weights, save_weights
 from lth.train.batched import Member, train_batched
@@ -7,3 +15,11 @@ from lth.train.steps import check_steps, to_iterations
 
 __all__ = ["METRIC_FIELDS", "Hooks", "Member", "TrainResult", "check_steps", "evaluate", "load_weights",
            "resolve_device", "save_weights", "to_iterations", "train", "train_batched"]
+
+
+class _CallablePackage(types.ModuleType):
+    def __call__(self, *args, **kwargs):
+        return train(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
