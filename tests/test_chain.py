@@ -43,6 +43,19 @@ def test_input_gradient_matches_autograd():
     torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-6)
 
 
+def test_frozen_layers_get_no_gradient_and_the_rest_match_autograd():
+    model = lenet(hidden=(20, 10))
+    model.fc1.requires_grad_(False)
+    x = torch.randn(8, 784)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    ref = torch.autograd.grad(model(x).square().sum(), trainable)
+    out = chain_forward_fn(model, "cpu")(x).square().sum()
+    out.backward()
+    assert model.fc1.weight.grad is None and model.fc1.bias.grad is None
+    for p, r in zip(trainable, ref):
+        torch.testing.assert_close(p.grad, r, rtol=1e-5, atol=1e-6)
+
+
 def test_only_exact_cases_take_the_chain():
     assert chain_layers(lenet()) is not None
     assert chain_usable(lenet(), "cpu") and not chain_usable(lenet(), "cuda")

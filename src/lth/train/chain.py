@@ -91,23 +91,30 @@ class _Chain(torch.autograd.Function):
         onednn = ctx.onednn
         depth = len(ctx.saved_tensors) // 2
         acts, weights = ctx.saved_tensors[:depth], ctx.saved_tensors[depth:]
+        needs = ctx.needs_input_grad[1:]  # x, then weight and bias of each layer
         grads: list[torch.Tensor | None] = [None] * (2 * depth)
         g, gx = grad, None
         for i in reversed(range(depth)):
             a = acts[i]
-            grads[2 * i] = _product(g.t(), a.t(), onednn=onednn)  # g^T a, already in the weight's layout
-            grads[2 * i + 1] = g.sum(0)
+            if needs[1 + 2 * i]:
+                grads[2 * i] = _product(g.t(), a.t(), onednn=onednn)  # g^T a, already in the weight's layout
+            if needs[2 + 2 * i]:
+                grads[2 * i + 1] = g.sum(0)
+            if not any(needs[:1 + 2 * i]):  # nothing below this layer wants a gradient (frozen layers)
+                break
             if i > 0:
                 # ReLU's gradient, as autograd computes it: zero where the ReLU's output `a` is not positive.
                 g = torch.ops.aten.threshold_backward(_product(g, weights[i].t(), onednn=onednn), a, 0)
-            elif ctx.needs_input_grad[1]:
+            else:
                 gx = _product(g, weights[i].t(), onednn=onednn)
         return (None, gx, *grads)
 
 
 def chain_forward_fn(model: nn.Module, device: torch.device | str):
-    """A function x -> model(x) through `chain_forward` where `chain_usable`, else None. The layers are
-    looked up once: the trainer calls it for one training, during which the module does not change."""
+    """A function x -> model(x) as one hand-written autograd node where `chain_usable`, else None.
+
+    Gradients reach the model's parameters. The layers are looked up once: the trainer calls it for one
+    training, during which the module does not change."""
     if not chain_usable(model, device):
         return None
     layers = chain_layers(model)
