@@ -6,6 +6,7 @@ import torch
 from lth.config import TrainConfig
 from lth.prune import Mask
 from lth.train import Hooks, to_iterations, train
+from lth.train.checkpoint import load_state
 from lth.train.optim import lr_factor
 
 
@@ -88,6 +89,22 @@ def test_resume_from_state_is_bit_identical(data, tmp_path, mlp):
     assert resumed.metrics == reference.metrics
     for (n, p), q in zip(model.state_dict().items(), reference_model.state_dict().values()):
         assert torch.equal(p, q), n
+
+
+def test_resuming_with_another_thread_count_warns(data, tmp_path, mlp):
+    resume = tmp_path / "resume.pt"
+
+    def die(step, model):
+        raise Killed
+
+    with pytest.raises(Killed):
+        train(mlp(data), data, CFG, progress=False,
+              hooks=Hooks(save_at={60: die}, resume_path=resume, checkpoint_seconds=0))
+    state = load_state(resume)
+    assert state["threads"] == torch.get_num_threads()
+    torch.save({**state, "threads": torch.get_num_threads() + 6}, resume)  # as if checkpointed elsewhere
+    with pytest.warns(UserWarning, match=f"checkpointed with {torch.get_num_threads() + 6}"):
+        train(mlp(data), data, CFG, progress=False, hooks=Hooks(resume_path=resume, checkpoint_seconds=0))
 
 
 def test_save_at_named_steps(data, mlp):

@@ -44,7 +44,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 
 from lth.config import TrainConfig
-from lth.train.checkpoint import load_state, save_state
+from lth.train.checkpoint import load_state, save_state, warn_if_threads_differ
 from lth.train.loop import (EVAL_BATCH, METRIC_FIELDS, Hooks, TrainResult, resolve_budget,
                             resolve_device, stochastic_seed, summarize)
 from lth.train.optim import fast_step, lr_factor, make_optimizer, set_lr
@@ -225,6 +225,7 @@ def train_batched(members: list[Member], data, *, start_step: int = 0, device: s
     metrics: list[list[dict[str, Any]]] = [[] for _ in members]
     step = start_step
     if resumed:
+        warn_if_threads_differ(states[0], hooks[0].resume_path, device)
         for m, s in zip(members, states):
             m.model.load_state_dict(s["model"])
         metrics, step = [s["metrics"] for s in states], states[0]["step"]

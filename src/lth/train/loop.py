@@ -30,7 +30,7 @@ from torch import nn
 
 from lth.config import TrainConfig
 from lth.train.chain import chain_forward_fn
-from lth.train.checkpoint import load_state, save_state
+from lth.train.checkpoint import load_state, save_state, warn_if_threads_differ
 from lth.train.kernels import fast_kernels
 from lth.train.optim import fast_step, lr_factor, make_optimizer, set_lr
 from lth.train.steps import to_iterations
@@ -192,6 +192,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
     resumed = None
     if hooks.resume_path is not None and Path(hooks.resume_path).exists():
         resumed = load_state(hooks.resume_path)
+        warn_if_threads_differ(resumed, hooks.resume_path, device)
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
         metrics, step = resumed["metrics"], resumed["step"]
