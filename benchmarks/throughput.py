@@ -61,7 +61,10 @@ def run_lth(data, batch: int, warmup: int, steps: int, device: str, chain: bool 
     try:
         train(lenet(), data, cfg, hooks=hooks, device=device, progress=False)
     finally:
-        os.environ.pop("LTH_CHAIN") if saved is None else os.environ.__setitem__("LTH_CHAIN", saved)
+        if saved is None:
+            del os.environ["LTH_CHAIN"]
+        else:
+            os.environ["LTH_CHAIN"] = saved
     return steps / (marks["b"] - marks["a"])
 
 

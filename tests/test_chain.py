@@ -77,6 +77,12 @@ def test_only_exact_cases_take_the_chain():
     assert chain_forward_fn(conv, "cpu") is None
 
 
+def test_a_misspelt_switch_is_refused_before_training(monkeypatch, data, mlp):
+    monkeypatch.setenv("LTH_CHAIN", "flase")
+    with pytest.raises(ValueError, match="LTH_CHAIN='flase' is not a switch"):
+        train(mlp(data), data, TrainConfig(budget="5it"), device="cpu", progress=False)
+
+
 def test_training_through_the_chain_matches_the_module(monkeypatch, data, mlp):
     cfg = TrainConfig(optimizer="adam", lr=3e-3, batch_size=50, budget="40it", eval_every="20it")
     results = {}

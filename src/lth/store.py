@@ -35,7 +35,7 @@ class RunLockedError(RuntimeError):
 
 
 PLAN_FILE = "plan.json"
-"""The levels of the latest request and their P_m, written by the IMP driver when it starts."""
+"""P_m of the levels the latest request runs (level 0 first), written by the IMP driver when it starts."""
 
 
 def write_json(path: Path, data: Any) -> None:

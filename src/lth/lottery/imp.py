@@ -166,7 +166,7 @@ class IMP:
         self.log(f"run folder: {self.store.root}")
         # The levels this request runs, for readers of the folder (the report): with a target P_m only the
         # model's layer sizes say how many there are.
-        write_json(self.store.root / PLAN_FILE, {"levels": len(self.schedule) - 1, "pm_percent": self.schedule})
+        write_json(self.store.root / PLAN_FILE, {"pm_percent": self.schedule})  # P_m of levels 0..L
         for level, pm in enumerate(self.schedule):
             jobs = self.jobs(level)
             if jobs:

@@ -96,7 +96,7 @@ def load_run(path: str | Path) -> RunData:
     # Levels on disk beyond the latest request (an earlier, longer one) are reported too.
     plan_path = root / PLAN_FILE
     if plan_path.exists():
-        planned = range(int(json.loads(plan_path.read_text())["levels"]) + 1)
+        planned = range(len(json.loads(plan_path.read_text())["pm_percent"]))
     elif lot.get("target_pm") is None and "levels" in lot:
         planned = range(int(lot["levels"]) + 1)
     else:

@@ -13,13 +13,11 @@ autograd's within float32 rounding (tests/test_chain.py).
 
 from __future__ import annotations
 
-import os
-
 import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from lth.train.kernels import MIN_FLOPS, onednn_available
+from lth.train.kernels import MIN_FLOPS, env_switch, onednn_available
 
 
 def chain_layers(model: nn.Module) -> list[nn.Linear] | None:
@@ -50,13 +48,18 @@ def _has_hooks(model: nn.Module) -> bool:
                for m in model.modules())
 
 
+def _usable_layers(model: nn.Module, device: torch.device | str) -> list[nn.Linear] | None:
+    if not env_switch("LTH_CHAIN", True) or torch.device(device).type != "cpu":
+        return None
+    if any(p.dtype != torch.float32 for p in model.parameters()):
+        return None
+    return chain_layers(model)
+
+
 def chain_usable(model: nn.Module, device: torch.device | str) -> bool:
     """Whether training `model` on `device` goes through this module: a CPU float32 lth MLP (chain_layers),
     unless LTH_CHAIN=0."""
-    if os.environ.get("LTH_CHAIN", "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
-    return (torch.device(device).type == "cpu" and chain_layers(model) is not None
-            and all(p.dtype == torch.float32 for p in model.parameters()))
+    return _usable_layers(model, device) is not None
 
 
 def _product(a: torch.Tensor, b_t: torch.Tensor, bias: torch.Tensor | None = None, relu: bool = False,
@@ -115,9 +118,9 @@ def chain_forward_fn(model: nn.Module, device: torch.device | str):
 
     Gradients reach the model's parameters. The layers are looked up once: the trainer calls it for one
     training, during which the module does not change."""
-    if not chain_usable(model, device):
+    layers = _usable_layers(model, device)
+    if layers is None:
         return None
-    layers = chain_layers(model)
     params = [p for layer in layers for p in (layer.weight, layer.bias)]
     onednn = onednn_available()
     return lambda x: _Chain.apply(onednn, x.flatten(1), *params)

@@ -80,10 +80,23 @@ class _OneDNNLinear(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def env_switch(name: str, default: bool) -> bool:
+    """An on/off environment switch such as LTH_ONEDNN: 0/false/no/off or 1/true/yes/on; unset: `default`.
+    Anything else is refused, so that a typo does not silently leave a switch in its default state."""
+    text = os.environ.get(name, "").strip().lower()
+    if text == "":
+        return default
+    if text in ("0", "false", "no", "off"):
+        return False
+    if text in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name}={os.environ[name]!r} is not a switch; set it to 0 (off) or 1 (on), or unset it")
+
+
 def onednn_available() -> bool:
     """oneDNN's linear is present, not turned off (LTH_ONEDNN=0), and agrees with F.linear (checked once)."""
     global _available
-    if os.environ.get("LTH_ONEDNN", "1").strip().lower() in ("0", "false", "no", "off"):
+    if not env_switch("LTH_ONEDNN", True):
         return False
     if _available is None:
         _available = _probe()

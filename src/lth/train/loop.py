@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from torch import nn
 from lth.config import TrainConfig
 from lth.train.chain import chain_forward_fn
 from lth.train.checkpoint import load_state, save_state, warn_if_threads_differ
-from lth.train.kernels import fast_kernels
+from lth.train.kernels import env_switch, fast_kernels
 from lth.train.optim import fast_step, lr_factor, make_optimizer, set_lr
 from lth.train.steps import to_iterations
 
@@ -46,7 +45,7 @@ def compile_requested() -> bool:
     network's step is mostly matrix products (benchmarks/kernels.py), which compiling does not speed up, and
     compiling costs time at the start of every training. `LTH_COMPILE=1 python benchmarks/throughput.py`
     measures it against eager mode."""
-    return os.environ.get("LTH_COMPILE", "0") not in ("", "0", "false", "no")
+    return env_switch("LTH_COMPILE", False)
 
 
 def stochastic_seed(cfg: TrainConfig) -> int:
