@@ -4,7 +4,7 @@ Four loops do the same work: N steps of Adam (lr 1.2e-3) on shuffled mini-batche
 split, the training loss and accuracy accumulated, no evaluation inside the timed window, W warmup steps
 before it.
   lth        lth.train.train (data resident on the device, fused Adam, metrics on the device; on the CPU the
-             MLP runs as one hand-written autograd node, lth.train.chain); timed between save_at hooks at
+             MLP's step is written out by hand without autograd, lth.train.chain); timed between save_at hooks at
              steps W and W+N, so its evaluations at step 0 and at the end are outside.
   lth-module the same with LTH_CHAIN=0: the module's own forward and autograd (with oneDNN products); shows
              what lth.train.chain buys.

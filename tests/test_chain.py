@@ -9,7 +9,7 @@ from torch import nn
 from lth.config import ModelConfig, TrainConfig
 from lth.models import build_model
 from lth.train import train
-from lth.train.chain import chain_forward_fn, chain_layers, chain_usable
+from lth.train.chain import chain_for, chain_layers, chain_usable
 
 
 def lenet(seed=0, **options):
@@ -27,7 +27,7 @@ def test_forward_and_gradients_match_autograd(monkeypatch, onednn):
     params = list(model.parameters())
     ref_logits = model(x)
     ref_grads = torch.autograd.grad(F.cross_entropy(ref_logits, y), params)
-    forward = chain_forward_fn(model, "cpu")
+    forward = chain_for(model, "cpu")
     logits = forward(x)
     grads = torch.autograd.grad(F.cross_entropy(logits, y), params)
     torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
@@ -35,11 +35,34 @@ def test_forward_and_gradients_match_autograd(monkeypatch, onednn):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("onednn", ["1", "0"])
+def test_train_step_is_the_autograd_step_bit_for_bit(monkeypatch, onednn):
+    # train_step skips the autograd engine but must issue the same operations: the same loss, logits and
+    # gradients, exactly, as F.cross_entropy(chain(x), y).backward().
+    monkeypatch.setenv("LTH_ONEDNN", onednn)
+    model = lenet()
+    g = torch.Generator().manual_seed(2)
+    x, y = torch.randn(60, 1, 28, 28, generator=g), torch.randint(0, 10, (60,), generator=g)
+    chain = chain_for(model, "cpu")
+    logits = chain(x)
+    loss = F.cross_entropy(logits, y)
+    loss.backward()
+    ref = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    step_loss, step_logits = chain.train_step(x, y)
+    assert not step_loss.requires_grad and step_loss.shape == ()
+    assert torch.equal(step_loss, loss.detach()) and torch.equal(step_logits, logits.detach())
+    for (name, p), r in zip(model.named_parameters(), ref):
+        assert torch.equal(p.grad, r), name
+    with torch.no_grad():  # evaluation: plain products, the same logits
+        assert torch.equal(chain(x), logits.detach())
+
+
 def test_input_gradient_matches_autograd():
     model = lenet(hidden=(20, 10))
     x = torch.randn(8, 784, requires_grad=True)
     (gx_ref,) = torch.autograd.grad(model(x).square().sum(), x)
-    (gx,) = torch.autograd.grad(chain_forward_fn(model, "cpu")(x).square().sum(), x)
+    (gx,) = torch.autograd.grad(chain_for(model, "cpu")(x).square().sum(), x)
     torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-6)
 
 
@@ -49,8 +72,16 @@ def test_frozen_layers_get_no_gradient_and_the_rest_match_autograd():
     x = torch.randn(8, 784)
     trainable = [p for p in model.parameters() if p.requires_grad]
     ref = torch.autograd.grad(model(x).square().sum(), trainable)
-    out = chain_forward_fn(model, "cpu")(x).square().sum()
+    out = chain_for(model, "cpu")(x).square().sum()
     out.backward()
+    assert model.fc1.weight.grad is None and model.fc1.bias.grad is None
+    for p, r in zip(trainable, ref):
+        torch.testing.assert_close(p.grad, r, rtol=1e-5, atol=1e-6)
+    for p in trainable:
+        p.grad = None
+    y = torch.randint(0, 10, (8,))
+    ref = torch.autograd.grad(F.cross_entropy(model(x), y), trainable)
+    chain_for(model, "cpu").train_step(x, y)
     assert model.fc1.weight.grad is None and model.fc1.bias.grad is None
     for p, r in zip(trainable, ref):
         torch.testing.assert_close(p.grad, r, rtol=1e-5, atol=1e-6)
@@ -74,7 +105,7 @@ def test_only_exact_cases_take_the_chain():
     assert chain_layers(swapped) is None
     conv = build_model(ModelConfig(name="conv2"), input_shape=(3, 32, 32), num_classes=10, seed=0)
     assert chain_layers(conv) is None
-    assert chain_forward_fn(conv, "cpu") is None
+    assert chain_for(conv, "cpu") is None
 
 
 def test_a_misspelt_switch_is_refused_before_training(monkeypatch, data, mlp):

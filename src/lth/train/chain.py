@@ -1,10 +1,11 @@
-"""lth's MLPs written out by hand: a network's forward and backward pass as one autograd node (CPU).
+"""lth's MLPs written out by hand: a network's forward and backward pass without autograd's per-op work (CPU).
 
 Why: a small MLP's CPU step is a few large matrix products plus a few dozen small operations, and each
 small one pays dispatcher, autograd-engine and Python costs. Written out, a step is the products (through
 oneDNN, lth.train.kernels, with bias and ReLU fused into the forward ones) and a handful of elementwise
-operations, and the autograd engine sees one node instead of a dozen. benchmarks/throughput.py measures
-it (LTH_CHAIN=0 turns it off).
+operations. The trainer calls `Chain.train_step`, which computes the loss and every gradient directly and
+never builds an autograd graph; calling a Chain gives the logits (one autograd node when a gradient is
+wanted). benchmarks/throughput.py measures it (LTH_CHAIN=0 turns it off).
 
 It computes exactly the module's function: `chain_layers` accepts only lth's MLP with plain nn.Linear
 layers, no active dropout and no hooks; everything else takes the module's own forward. Results match
@@ -71,56 +72,110 @@ def _product(a: torch.Tensor, b_t: torch.Tensor, bias: torch.Tensor | None = Non
     return out.relu_() if relu else out
 
 
+def _forward(onednn: bool, x: torch.Tensor, weights, biases) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """(logits, the input of each layer): the hidden layers' inputs are their predecessors' ReLU outputs."""
+    acts = [x]
+    h = x
+    for i, (w, b) in enumerate(zip(weights, biases)):
+        hidden = i < len(weights) - 1
+        h = _product(h, w, b, relu=hidden, onednn=onednn)
+        if hidden:
+            acts.append(h)
+    return h, acts
+
+
+def _backward(onednn: bool, grad: torch.Tensor, acts, weights, needs) -> tuple[torch.Tensor | None, list]:
+    """(gradient of x, [gradient of weight, of bias] of each layer) from the gradient of the logits.
+
+    `needs`: whether x, then each layer's weight and bias, wants a gradient; None where it does not."""
+    depth = len(weights)
+    grads: list[torch.Tensor | None] = [None] * (2 * depth)
+    g, gx = grad, None
+    for i in reversed(range(depth)):
+        a = acts[i]
+        if needs[1 + 2 * i]:
+            grads[2 * i] = _product(g.t(), a.t(), onednn=onednn)  # g^T a, already in the weight's layout
+        if needs[2 + 2 * i]:
+            grads[2 * i + 1] = g.sum(0)
+        if not any(needs[:1 + 2 * i]):  # nothing below this layer wants a gradient (frozen layers)
+            break
+        if i > 0:
+            # ReLU's gradient, as autograd computes it: zero where the ReLU's output `a` is not positive.
+            g = torch.ops.aten.threshold_backward(_product(g, weights[i].t(), onednn=onednn), a, 0)
+        else:
+            gx = _product(g, weights[i].t(), onednn=onednn)
+    return gx, grads
+
+
 class _Chain(torch.autograd.Function):
     """x [B, in], then weight [out, in] and bias [out] of each layer -> logits [B, classes]."""
 
     @staticmethod
     def forward(ctx, onednn: bool, x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
-        weights, biases = params[0::2], params[1::2]
-        acts = [x]  # the input of each layer (after ReLU for the hidden ones)
-        h = x
-        for i, (w, b) in enumerate(zip(weights, biases)):
-            hidden = i < len(weights) - 1
-            h = _product(h, w, b, relu=hidden, onednn=onednn)
-            if hidden:
-                acts.append(h)
+        weights = params[0::2]
+        logits, acts = _forward(onednn, x, weights, params[1::2])
         ctx.save_for_backward(*acts, *weights)
         ctx.onednn = onednn
-        return h
+        return logits
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        onednn = ctx.onednn
         depth = len(ctx.saved_tensors) // 2
         acts, weights = ctx.saved_tensors[:depth], ctx.saved_tensors[depth:]
-        needs = ctx.needs_input_grad[1:]  # x, then weight and bias of each layer
-        grads: list[torch.Tensor | None] = [None] * (2 * depth)
-        g, gx = grad, None
-        for i in reversed(range(depth)):
-            a = acts[i]
-            if needs[1 + 2 * i]:
-                grads[2 * i] = _product(g.t(), a.t(), onednn=onednn)  # g^T a, already in the weight's layout
-            if needs[2 + 2 * i]:
-                grads[2 * i + 1] = g.sum(0)
-            if not any(needs[:1 + 2 * i]):  # nothing below this layer wants a gradient (frozen layers)
-                break
-            if i > 0:
-                # ReLU's gradient, as autograd computes it: zero where the ReLU's output `a` is not positive.
-                g = torch.ops.aten.threshold_backward(_product(g, weights[i].t(), onednn=onednn), a, 0)
-            else:
-                gx = _product(g, weights[i].t(), onednn=onednn)
+        gx, grads = _backward(ctx.onednn, grad, acts, weights, ctx.needs_input_grad[1:])
         return (None, gx, *grads)
 
 
-def chain_forward_fn(model: nn.Module, device: torch.device | str):
-    """A function x -> model(x) as one hand-written autograd node where `chain_usable`, else None.
+# F.cross_entropy's defaults, spelled as aten's nll_loss arguments: reduction "mean" (enum 1), ignore_index.
+_MEAN, _IGNORE_INDEX = 1, -100
 
-    Gradients reach the model's parameters. The layers are looked up once: the trainer calls it for one
-    training, during which the module does not change."""
+
+class Chain:
+    """An lth MLP written out by hand (see the module's docstring). Built by `chain_for`.
+
+    Calling it computes model(x): as one autograd node where a gradient is wanted, as plain products
+    otherwise (evaluation). `train_step` is a whole training step's gradient without the autograd engine.
+    The layers are looked up once: the trainer builds one for a training, during which the module does not
+    change."""
+
+    def __init__(self, layers: list[nn.Linear], onednn: bool):
+        self.weights = [layer.weight for layer in layers]
+        self.biases = [layer.bias for layer in layers]
+        self.params = [p for layer in layers for p in (layer.weight, layer.bias)]
+        self.onednn = onednn
+        self._one = torch.ones((), dtype=self.weights[0].dtype)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.params)):
+            return _Chain.apply(self.onednn, x, *self.params)
+        return _forward(self.onednn, x, self.weights, self.biases)[0]
+
+    @torch.no_grad()
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean cross-entropy loss, logits) of the batch (x, y); sets each parameter's .grad to its gradient
+        (None for a frozen one), replacing what was there.
+
+        The same operations as F.cross_entropy(model(x), y).backward() after zeroing the gradients, in the
+        same order, so the gradients are bit for bit the autograd path's through `_Chain`; what it saves is
+        the autograd engine's work around them (graph, nodes, gradient accumulation), a visible part of a
+        small network's step."""
+        aten = torch.ops.aten
+        logits, acts = _forward(self.onednn, x.flatten(1), self.weights, self.biases)
+        logp = aten._log_softmax(logits, 1, False)
+        loss, total_weight = aten.nll_loss_forward(logp, y, None, _MEAN, _IGNORE_INDEX)
+        g = aten.nll_loss_backward(self._one, logp, y, None, _MEAN, _IGNORE_INDEX, total_weight)
+        g = aten._log_softmax_backward_data(g, logp, 1, logits.dtype)
+        _, grads = _backward(self.onednn, g, acts, self.weights, (False, *(p.requires_grad for p in self.params)))
+        for p, grad in zip(self.params, grads):
+            p.grad = grad
+        return loss, logits
+
+
+def chain_for(model: nn.Module, device: torch.device | str) -> Chain | None:
+    """`model` as a Chain where `chain_usable`, else None. Gradients reach the model's parameters."""
     layers = _usable_layers(model, device)
     if layers is None:
         return None
-    params = [p for layer in layers for p in (layer.weight, layer.bias)]
-    onednn = onednn_available()
-    return lambda x: _Chain.apply(onednn, x.flatten(1), *params)
+    return Chain(layers, onednn_available())

@@ -6,8 +6,8 @@ reach the host only at evaluation points (no `.item()` per step). Training alway
 the early-stop iteration (minimum validation loss) is read off the evaluations afterwards.
 
 Where the time goes (LeNet-300-100, batch 60, CPU): the matrix products are most of a step
-(benchmarks/kernels.py), so they run through oneDNN (lth.train.kernels), lth's MLPs run as one
-hand-written autograd node (lth.train.chain) and the optimizer is PyTorch's fused kernel
+(benchmarks/kernels.py), so they run through oneDNN (lth.train.kernels), lth's MLPs' steps are written
+out by hand without the autograd engine (lth.train.chain) and the optimizer is PyTorch's fused kernel
 (lth.train.optim); evaluation uses large batches (EVAL_BATCH). torch.compile is
 off unless LTH_COMPILE=1: on the CPU it did not pay (see `compile_requested`). Several networks of one
 architecture can be trained in one pass with lth.train.batched.
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lth.config import TrainConfig
-from lth.train.chain import chain_forward_fn
+from lth.train.chain import chain_for
 from lth.train.checkpoint import load_state, save_state, warn_if_threads_differ
 from lth.train.kernels import env_switch, fast_kernels
 from lth.train.optim import fast_step, lr_factor, make_optimizer, set_lr
@@ -94,15 +94,19 @@ class Hooks:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = EVAL_BATCH,
-             autocast: contextlib.AbstractContextManager | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(mean loss, accuracy) over a whole split, as 0-d tensors on the device (no host sync)."""
+             autocast: contextlib.AbstractContextManager | None = None,
+             forward: Callable[[torch.Tensor], torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(mean loss, accuracy) over a whole split, as 0-d tensors on the device (no host sync).
+
+    `forward` computes the model's function in its place (the trainer passes its lth.train.chain.Chain)."""
+    forward = forward or model
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
     for i in range(0, len(x), batch_size):
         with autocast or contextlib.nullcontext():
-            logits = model(x[i:i + batch_size])
+            logits = forward(x[i:i + batch_size])
         loss_sum += F.cross_entropy(logits.float(), y[i:i + batch_size], reduction="sum")
         correct += (logits.argmax(1) == y[i:i + batch_size]).sum()
     model.train(was_training)
@@ -170,10 +174,10 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
     factor = lr_factor(cfg, spe, total)
     optimizer = make_optimizer(model.parameters(), cfg)
     masked, mask_values = _masked_pairs(model, mask)
-    # The forward pass: compiled if asked; lth's MLPs on the CPU as one hand-written autograd node
-    # (lth.train.chain); anything else the module itself.
-    chain = None if compile_requested() else chain_forward_fn(model, device)
-    forward = torch.compile(model) if compile_requested() else chain or model
+    # The step: lth's MLPs on the CPU written out by hand, without the autograd engine (lth.train.chain);
+    # anything else the module's forward (compiled if asked) and autograd.
+    chain = None if compile_requested() else chain_for(model, device)
+    forward = torch.compile(model) if compile_requested() else model
     params = [p for group in optimizer.param_groups for p in group["params"]]
     use_amp = cfg.amp and device.type == "cuda"
     # The context of every forward pass: bfloat16 autocast on CUDA with amp; on the CPU, nn.Linear through
@@ -184,7 +188,8 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
         autocast = contextlib.nullcontext
     else:
         autocast = lambda: fast_kernels(device)  # noqa: E731
-    step_context = contextlib.nullcontext if chain else autocast  # the chain picks its own kernels
+    # Evaluations: through the chain where there is one (it picks its own kernels), else as the step.
+    eval_autocast = (lambda: None) if chain is not None else autocast
 
     metrics: list[dict[str, float]] = []
     step = start_step
@@ -203,8 +208,8 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
 
     def record(at: int) -> None:
         nonlocal run_loss, run_correct, run_n
-        vl, va = evaluate(model, val.x, val.y, autocast=autocast())
-        tl, ta = evaluate(model, test.x, test.y, autocast=autocast())
+        vl, va = evaluate(model, val.x, val.y, autocast=eval_autocast(), forward=chain)
+        tl, ta = evaluate(model, test.x, test.y, autocast=eval_autocast(), forward=chain)
         row = torch.stack([run_loss / max(1, run_n), run_correct / max(1, run_n * cfg.batch_size), vl, va, tl, ta])
         values = row.tolist()  # the one host sync per evaluation
         if run_n == 0:  # no training step since the last evaluation (step 0): no training numbers
@@ -234,12 +239,15 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
         while step < total:
             x, y = batches.get(step)
             set_lr(optimizer, cfg.lr * factor(step))
-            with step_context():
-                logits = forward(x)
-                loss = F.cross_entropy(logits.float(), y)
-            for p in params:  # optimizer.zero_grad(set_to_none=True) without its per-call wrapper cost
-                p.grad = None
-            loss.backward()
+            if chain is not None:
+                loss, logits = chain.train_step(x, y)
+            else:
+                with autocast():
+                    logits = forward(x)
+                    loss = F.cross_entropy(logits.float(), y)
+                for p in params:  # optimizer.zero_grad(set_to_none=True) without its per-call wrapper cost
+                    p.grad = None
+                loss.backward()
             optimizer_step()
             _apply_mask(masked, mask_values)
             run_loss += loss.detach()
@@ -259,7 +267,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
                                hooks.resume_path)
                     last_save = now
         bar.close()
-        final_train = evaluate(model, train_split.x, train_split.y, autocast=autocast())
+        final_train = evaluate(model, train_split.x, train_split.y, autocast=eval_autocast(), forward=chain)
         final_train = tuple(torch.stack(final_train).tolist())
     summary = summarize(metrics, final_train)
     return TrainResult(metrics, summary, time.perf_counter() - t0)
