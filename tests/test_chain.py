@@ -17,13 +17,16 @@ def lenet(seed=0, **options):
                        seed=seed)
 
 
+def lenet_and_batch(monkeypatch, onednn: str, batch: int, seed: int):
+    """Full-size LeNet-300-100 (its first layer's products are large enough for oneDNN) and a random batch."""
+    monkeypatch.setenv("LTH_ONEDNN", onednn)
+    g = torch.Generator().manual_seed(seed)
+    return lenet(), torch.randn(batch, 1, 28, 28, generator=g), torch.randint(0, 10, (batch,), generator=g)
+
+
 @pytest.mark.parametrize("onednn", ["1", "0"])
 def test_forward_and_gradients_match_autograd(monkeypatch, onednn):
-    # Full-size LeNet-300-100 at batch 64: its first layer's products are large enough for oneDNN.
-    monkeypatch.setenv("LTH_ONEDNN", onednn)
-    model = lenet()
-    g = torch.Generator().manual_seed(1)
-    x, y = torch.randn(64, 1, 28, 28, generator=g), torch.randint(0, 10, (64,), generator=g)
+    model, x, y = lenet_and_batch(monkeypatch, onednn, 64, seed=1)
     params = list(model.parameters())
     ref_logits = model(x)
     ref_grads = torch.autograd.grad(F.cross_entropy(ref_logits, y), params)
@@ -39,10 +42,7 @@ def test_forward_and_gradients_match_autograd(monkeypatch, onednn):
 def test_train_step_is_the_autograd_step_bit_for_bit(monkeypatch, onednn):
     # train_step skips the autograd engine but must issue the same operations: the same loss, logits and
     # gradients, exactly, as F.cross_entropy(chain(x), y).backward().
-    monkeypatch.setenv("LTH_ONEDNN", onednn)
-    model = lenet()
-    g = torch.Generator().manual_seed(2)
-    x, y = torch.randn(60, 1, 28, 28, generator=g), torch.randint(0, 10, (60,), generator=g)
+    model, x, y = lenet_and_batch(monkeypatch, onednn, 60, seed=2)
     chain = chain_for(model, "cpu")
     logits = chain(x)
     loss = F.cross_entropy(logits, y)
