@@ -243,7 +243,8 @@ def main(argv: list[str] | None = None) -> dict:
             rows.append([b, k, f"{med[k]:.0f}", f"{min(runs[k]):.0f}-{max(runs[k]):.0f}",
                          f"{med['lth'] / med[k]:.2f}x", f"{median(paired[k]):.2f}x",
                          f"{min(paired[k]):.2f}-{max(paired[k]):.2f}"])
-    record = {"title": "Training throughput, LeNet-300-100 on MNIST (iterations/s)", "command": command("throughput.py", argv),
+    record = {"title": "Training throughput, LeNet-300-100 on MNIST (iterations/s)",
+              "command": command("throughput.py", argv),
               "machine": machine(args.device), "args": vars(args) | {"data_dir": data_dir, "threads": threads},
               "results": results}
     notes = [f"{args.steps} timed steps after {args.warmup} warmup steps per run; median of {args.rounds} rounds "

@@ -331,12 +331,12 @@ def train_batched(members: list[Member], data, *, start_step: int = 0, device: s
     def checkpoint(at: int) -> None:
         sync_models()
         sd = optimizer.state_dict()
+        layout = [(sizes[n], shapes[n]) for n in names]
         for k, (h, m) in enumerate(zip(hooks, members)):
             if h.resume_path is None:
                 continue
-            save_state({"step": at, "model": m.model.state_dict(),
-                        "optimizer": _split_optimizer_state(sd, k, [(sizes[n], shapes[n]) for n in names]), "metrics": metrics[k],
-                        "rng": rng_states[k], "cuda_rng": None}, h.resume_path)
+            save_state({"step": at, "model": m.model.state_dict(), "optimizer": _split_optimizer_state(sd, k, layout),
+                        "metrics": metrics[k], "rng": rng_states[k], "cuda_rng": None}, h.resume_path)
 
     from tqdm.auto import tqdm
 
@@ -357,7 +357,8 @@ def train_batched(members: list[Member], data, *, start_step: int = 0, device: s
         set_lr(optimizer, cfg.lr * factor(step))
         with autocast():
             logits = forward_train(stacked(), x)  # [K, B, C]
-            losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none").view(k_count, b).mean(1)
+            losses = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), reduction="none")
+            losses = losses.view(k_count, b).mean(1)
         optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()
         optimizer_step()

@@ -35,9 +35,9 @@ def train_experiment(cfg: ExperimentConfig, *, progress: bool | None = None,
         d = store.unit_dir(unit)
         d.mkdir(parents=True, exist_ok=True)
         save_weights(model, d / "init.safetensors")
-        result = train(model, data, cfg.train, hooks=Hooks(resume_path=d / "resume.pt", checkpoint_seconds=cfg.checkpoint_seconds),
-                       device=device,
-                       augment=cfg.data.augment, progress=progress, desc="dense")
+        hooks = Hooks(resume_path=d / "resume.pt", checkpoint_seconds=cfg.checkpoint_seconds)
+        result = train(model, data, cfg.train, hooks=hooks, device=device, augment=cfg.data.augment,
+                       progress=progress, desc="dense")
         save_weights(model, d / "final.safetensors")
         write_json(d / "metrics.json", result.metrics)
         store.write_result(unit, result.metrics, {"replicate": 0, "level": 0, "branch": "dense",

@@ -65,9 +65,9 @@ def fast_step(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
     Optimizer.step does Python work on every call (hooks, grouping tensors by device, flags) around a kernel
     that, for a network as small as LeNet-300-100, is not much longer. This calls the same kernel on the
     same state tensors, the way torch.optim.adam._fused_adam does, so the result and the optimizer's
-    state_dict are bit for bit those of optimizer.step() (tests/test_train.py checks this). Anything else (other optimizers, several parameter
-    groups or devices, amsgrad, a parameter without a gradient, the first step, which creates the state)
-    goes to optimizer.step.
+    state_dict are bit for bit those of optimizer.step() (tests/test_train.py checks this). Anything else
+    (other optimizers, several parameter groups or devices, amsgrad, a parameter without a gradient, the
+    first step, which creates the state) goes to optimizer.step.
     """
     if not isinstance(optimizer, torch.optim.Adam) or len(optimizer.param_groups) != 1:
         return optimizer.step
