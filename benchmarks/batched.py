@@ -2,7 +2,7 @@
 
 Both sides do the same work: K networks (own initialization, own data order), N training steps each after W
 warmup steps, Adam 1.2e-3, batch 60. `sequential` is lth.train.train once per network (timed between save_at
-hooks at steps W and W+N, summed over the K networks); `batched` is lth.train.batched.train_batched over all K
+hooks at steps W and W+N, summed over the K networks); `batched` is lth.train.train_batched (a VmapStepper) over all K
 (timed the same way). Evaluations (step 0 and the end) fall outside the timed windows. Throughput is network
 steps per second (K x N / time); the table gives medians over rounds.
 
@@ -36,8 +36,7 @@ def main(argv: list[str] | None = None) -> dict:
     from lth.config import ModelConfig, TrainConfig
     from lth.data import load_dataset
     from lth.models import build_model
-    from lth.train import Hooks, train
-    from lth.train.batched import Member, train_batched
+    from lth.train import Hooks, Member, train, train_batched
 
     data_dir = mnist_dir(args.data_dir)
     data = load_dataset("mnist", data_dir=data_dir, device=args.device)

@@ -1,4 +1,4 @@
-"""Benchmark (c): wall time of one whole IMP level of the default experiment, before this work vs now.
+"""Benchmark (c): wall time of one whole IMP level of the default experiment, before a change vs now.
 
 The default experiment is `lth run` with its defaults: preset mnist1d_mlp (MNIST-1D, MLP 40-500-500-10,
 Adam 2e-2, batch 100, 1500 iterations, evaluation every 50), controls reinit and random_prune. Level 0 (the
@@ -6,13 +6,14 @@ dense network) is trained first, untimed; then level 1 (ticket + reinit + random
 computed from level 0) is timed: building its jobs and training them, i.e. what `lth run` spends on it.
 
 Variants, each in its own process, run in turn for --rounds rounds (order rotated):
-  before      the package at commit ef90541 (a git worktree at --before-tree, made if missing)
-  sequential  the current package with LTH_BATCH=0 (one network at a time)
+  before      the package at commit --before (default e39281b, the last commit before the one-loop redesign;
+              ef90541 is the commit before the speed work), a git worktree at --before-tree, made if missing
+  sequential  the current package with --compute.batch 0 (one network at a time)
   current     the current package as `lth run` runs it (on the CPU: one network at a time, see
-              lth.train.batched.batch_limit)
-  batched     the current package with LTH_BATCH=16: the level's three networks in one batched pass
+              lth.config.ComputeConfig.batch_limit)
+  batched     the current package with --compute.batch 16: the level's three networks in one batched pass
 
-    python benchmarks/imp_level.py [--rounds 3] [--threads N] [--before-tree /tmp/lth-before]
+    python benchmarks/imp_level.py [--rounds 8] [--threads N] [--before e39281b] [--before-tree DIR]
 """
 
 from __future__ import annotations
@@ -30,58 +31,81 @@ sys.path.insert(0, str(HERE))
 
 from common import command, machine, median, set_threads, write  # noqa: E402
 
-BEFORE_COMMIT = "ef90541"
+BEFORE_COMMIT = "e39281b"
 
+# Trees before the one-loop redesign drive IMP through lth.lottery's IMP and DatasetBackend (batching set by
+# LTH_BATCH); later ones through lth.experiments.imp.Imp and an executor (batching set by --compute.batch).
 WORKER = r"""
-import json, sys, time, torch
-threads, out, device = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+import json, os, sys, time, torch
+threads, out, device, batch = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
 if threads:
     torch.set_num_threads(threads)
 from dataclasses import replace
 from lth import presets
 from lth.data import load
-from lth.lottery import DatasetBackend, IMP
 from lth.store import RunStore
 from lth.train import resolve_device
 cfg = replace(presets.get("mnist1d_mlp"), out_dir=out, device=device)
 dev = resolve_device(cfg.device)
 data = load(cfg.data, device=dev)
-store = RunStore.for_config(cfg)
-with store:
-    imp = IMP(cfg, DatasetBackend(cfg, data, dev, False), store, log=lambda *a: None)
-    t = time.perf_counter()
-    jobs = imp.jobs(0)
-    imp.backend.train(jobs, store)
-    level0 = time.perf_counter() - t
-    t = time.perf_counter()
-    jobs = imp.jobs(1)
-    imp.backend.train(jobs, store)
-    level1 = time.perf_counter() - t
-    branches = sorted(j.unit.branch for j in jobs)
+try:
+    from lth.experiments.imp import Imp, ModelBuilder, rewind_step
+except ImportError:
+    Imp = None
+if Imp is None:
+    from lth.lottery import DatasetBackend, IMP
+    if batch != "auto":
+        os.environ["LTH_BATCH"] = batch
+    store = RunStore.for_config(cfg)
+    with store:
+        imp = IMP(cfg, DatasetBackend(cfg, data, dev, False), store, log=lambda *a: None)
+        def level(n):
+            jobs = imp.jobs(n)
+            imp.backend.train(jobs, store)
+            return sorted(j.unit.branch for j in jobs)
+        t = time.perf_counter(); level(0); level0 = time.perf_counter() - t
+        t = time.perf_counter(); branches = level(1); level1 = time.perf_counter() - t
+else:
+    from lth.config import ComputeConfig
+    from lth.executors import LocalExecutor
+    cfg = replace(cfg, compute=ComputeConfig(batch=batch))
+    store = RunStore.for_config(cfg)
+    with store:
+        ex = LocalExecutor(device=dev, compute=cfg.compute, progress=False, datasets={cfg.data: data})
+        imp = Imp(cfg, store, ModelBuilder(cfg.model, data.input_shape, data.num_classes), rewind_step(cfg, data),
+                  data=data)
+        levels = imp.submit(ex)
+        t = time.perf_counter(); ex.gather(levels[0]); level0 = time.perf_counter() - t
+        t = time.perf_counter(); branches = sorted(s.branch for s in ex.gather(levels[1]))
+        level1 = time.perf_counter() - t
 print(json.dumps({"level0_s": level0, "level1_s": level1, "branches": branches,
                   "threads": torch.get_num_threads()}))
 """
 
 
-def ensure_before(tree: Path) -> Path:
+def ensure_before(tree: Path, commit: str) -> Path:
+    """A git worktree of `commit` at `tree` (made if missing; an existing one must be at that commit)."""
     repo = HERE.parent
     if not (tree / "src" / "lth").exists():
-        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), BEFORE_COMMIT], check=True)
+        subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", str(tree), commit], check=True)
+    head = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True).stdout
+    want = subprocess.run(["git", "-C", str(repo), "rev-parse", commit], capture_output=True, text=True).stdout
+    if head.strip() != want.strip():
+        raise SystemExit(f"{tree} is not at {commit}; remove it (git worktree remove {tree}) or pass --before-tree")
     return tree / "src"
+
+
+BATCH = {"sequential": "0", "batched": "16"}
 
 
 def run_variant(name: str, src: Path, threads: int, device: str) -> dict:
     env = {**os.environ, "PYTHONPATH": str(src)}
     env.pop("LTH_BATCH", None)
-    if name == "sequential":
-        env["LTH_BATCH"] = "0"
-    if name == "batched":
-        env["LTH_BATCH"] = "16"
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     with tempfile.TemporaryDirectory(prefix=f"lth-bench-{name}-") as out:
-        proc = subprocess.run([sys.executable, "-c", WORKER, str(threads), out, device], env=env,
-                              capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-c", WORKER, str(threads), out, device, BATCH.get(name, "auto")],
+                              env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -92,7 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--threads", type=int, default=0, help="torch threads in the workers (0: torch's default)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--before-tree", default="/tmp/lth-before", help=f"git worktree of commit {BEFORE_COMMIT}")
+    p.add_argument("--before", default=BEFORE_COMMIT, help="the commit to compare with")
+    p.add_argument("--before-tree", default=None, help="git worktree of that commit (default /tmp/lth-<commit>)")
     p.add_argument("--variants", nargs="+", default=None,
                    help="default: before current, and batched on the CPU (where current is one at a time) "
                         "or sequential on CUDA (where current is batched)")
@@ -100,8 +125,10 @@ def main(argv: list[str] | None = None) -> dict:
     if args.variants is None:
         args.variants = ["before", "current", "batched" if args.device == "cpu" else "sequential"]
     set_threads(args.threads or None)
-    srcs = {"before": ensure_before(Path(args.before_tree)), "sequential": HERE.parent / "src",
-            "current": HERE.parent / "src", "batched": HERE.parent / "src"}
+    tree = Path(args.before_tree or f"/tmp/lth-{args.before}")
+    here = HERE.parent / "src"
+    srcs = {"before": ensure_before(tree, args.before) if "before" in args.variants else None,
+            "sequential": here, "current": here, "batched": here}
     runs: dict[str, list[dict]] = {v: [] for v in args.variants}
     for r in range(args.rounds):
         order = args.variants[r % len(args.variants):] + args.variants[:r % len(args.variants)]
@@ -125,12 +152,12 @@ def main(argv: list[str] | None = None) -> dict:
               "results": {"runs": runs, "median": med,
                           "speedup_vs_before": {v: ref / med[v]["level1_s"] for v in med},
                           "paired_speedups": paired}}
-    notes = [f"Median of {args.rounds} rounds; each variant in a fresh process; `before` is commit {BEFORE_COMMIT}. "
+    notes = [f"Median of {args.rounds} rounds; each variant in a fresh process; `before` is commit {args.before}. "
              "Speedup (medians): the ratio of the median times; speedup (median of rounds): the median of each "
              "round's own ratio (variants of a round run back to back).",
              "Level 1 wall time includes building its jobs (pruning, controls) and training its 3 networks "
-             "(1500 iterations each, with evaluations). Target: current >= 2x faster than before.",
-             "Each tree runs its own preset: the pruning rate of mnist1d_mlp changed after ef90541 (20% -> 30% "
+             "(1500 iterations each, with evaluations).",
+             "Each tree runs its own preset (the pruning rate of mnist1d_mlp changed after ef90541, 20% -> 30% "
              "per level), which changes the level-1 mask but not the work (the products are dense)."]
     path = write(f"imp_level_{args.device.split(':')[0]}", record,
                  ["variant", "level 1 s (median)", "range", "speedup (medians)", "speedup (median of rounds)",

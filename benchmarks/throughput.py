@@ -6,13 +6,14 @@ before it.
   lth        lth.train.train (data resident on the device, fused Adam, metrics on the device; on the CPU the
              MLP's step is written out by hand without autograd, lth.train.chain); timed between save_at hooks at
              steps W and W+N, so its evaluations at step 0 and at the end are outside.
-  lth-module the same with LTH_CHAIN=0: the module's own forward and autograd (with oneDNN products); shows
-             what lth.train.chain buys.
+  lth-module the same with --compute.chain false: the module's own forward and autograd (with oneDNN
+             products); shows what lth.train.chain buys.
   hand       a hand-written tensor-resident loop: randperm per epoch, index the resident tensors, plain
              torch.optim.Adam (PyTorch's default implementation on this device), the same model.
   hand-fused the same with Adam(fused=True), lth's choice: shows what of lth's margin is the optimizer.
-  lth@before lth.train.train at commit ef90541 (before this work), in a subprocess (--before-tree), timed the
-             same way as lth; shows what the trainer changes bought.
+  lth@before lth.train.train at commit --before (default e39281b, the last commit before the one-loop
+             redesign; ef90541 is the commit before the speed work), in a subprocess (a git worktree at
+             --before-tree), timed the same way as lth; shows what a change did to the trainer's speed.
   dataloader the common way: a Dataset returning (normalize(tensor(img)), label) per item, a
              torch.utils.data.DataLoader with shuffle=True (num_workers=0), plain Adam, loss.item() per step.
 Rounds run the loops in turn (rotating the order); the table gives medians over rounds.
@@ -46,9 +47,7 @@ def lenet(seed: int = 0):
 
 
 def run_lth(data, batch: int, warmup: int, steps: int, device: str, chain: bool = True) -> float:
-    import os
-
-    from lth.config import TrainConfig
+    from lth.config import ComputeConfig, TrainConfig
     from lth.train import Hooks, train
 
     timer, marks = Timer(device), {}
@@ -56,15 +55,7 @@ def run_lth(data, batch: int, warmup: int, steps: int, device: str, chain: bool 
     cfg = TrainConfig(optimizer="adam", lr=LR, batch_size=batch, budget=f"{total}it", eval_every=f"{total}it")
     hooks = Hooks(save_at={warmup: lambda s, m: marks.__setitem__("a", timer.now()),
                            total: lambda s, m: marks.__setitem__("b", timer.now())})
-    saved = os.environ.get("LTH_CHAIN")
-    os.environ["LTH_CHAIN"] = "1" if chain else "0"
-    try:
-        train(lenet(), data, cfg, hooks=hooks, device=device, progress=False)
-    finally:
-        if saved is None:
-            del os.environ["LTH_CHAIN"]
-        else:
-            os.environ["LTH_CHAIN"] = saved
+    train(lenet(), data, cfg, hooks=hooks, device=device, progress=False, compute=ComputeConfig(chain=chain))
     return steps / (marks["b"] - marks["a"])
 
 
@@ -104,13 +95,13 @@ def run_before(tree: str, data_dir: str, batch: int, warmup: int, steps: int, de
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def ensure_tree(tree: str) -> bool:
+def ensure_tree(tree: str, commit: str) -> bool:
     import subprocess
 
     if (Path(tree) / "src" / "lth").exists():
         return True
     repo = Path(__file__).resolve().parent.parent
-    return subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", tree, "ef90541"],
+    return subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", tree, commit],
                           capture_output=True).returncode == 0
 
 
@@ -201,8 +192,9 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, = cores)")
     p.add_argument("--device", default="cpu")
-    p.add_argument("--before-tree", default="/tmp/lth-before",
-                   help="git worktree of commit ef90541 for the lth@before loop (made if missing); '' to skip")
+    p.add_argument("--before", default="e39281b", help="the commit of the lth@before loop")
+    p.add_argument("--before-tree", default=None,
+                   help="git worktree of that commit (default /tmp/lth-<commit>; made if missing); '' to skip")
     args = p.parse_args(argv)
     threads = set_threads(args.threads)
     from lth.data import load_dataset
@@ -215,9 +207,9 @@ def main(argv: list[str] | None = None) -> dict:
              "hand": lambda b: run_hand(data, b, args.warmup, args.steps, args.device),
              "hand-fused": lambda b: run_hand(data, b, args.warmup, args.steps, args.device, fused=True),
              "dataloader": lambda b: run_dataloader(items, b, args.warmup, args.steps, args.device)}
-    if args.before_tree and ensure_tree(args.before_tree):
-        loops["lth@before"] = lambda b: run_before(args.before_tree, data_dir, b, args.warmup, args.steps,
-                                                   args.device, threads)
+    tree = f"/tmp/lth-{args.before}" if args.before_tree is None else args.before_tree
+    if tree and ensure_tree(tree, args.before):
+        loops["lth@before"] = lambda b: run_before(tree, data_dir, b, args.warmup, args.steps, args.device, threads)
     results, rows = {}, []
     for name, loop in loops.items():  # one short untimed run each: first-use costs (allocator, kernel JIT)
         if name != "lth@before":
@@ -249,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict:
               "results": results}
     notes = [f"{args.steps} timed steps after {args.warmup} warmup steps per run; median of {args.rounds} rounds "
              "(loops interleaved, order rotated each round), after one untimed run of each loop in this process.",
-             "Targets at batch 60: lth >= 0.9x hand, >= 5x dataloader.",
+             f"lth@before is commit {args.before}. Targets at batch 60: lth >= 0.9x hand, >= 5x dataloader.",
              "hand = plain torch.optim.Adam (PyTorch's default implementation on this device); hand-fused = "
              "Adam(fused=True), which lth uses.",
              "lth speedup (medians): the ratio of the median rates; (median of rounds): the median of each "

@@ -17,20 +17,20 @@ def lenet(seed=0, **options):
                        seed=seed)
 
 
-def lenet_and_batch(monkeypatch, onednn: str, batch: int, seed: int):
+def lenet_and_batch(batch: int, seed: int):
     """Full-size LeNet-300-100 (its first layer's products are large enough for oneDNN) and a random batch."""
-    monkeypatch.setenv("LTH_ONEDNN", onednn)
     g = torch.Generator().manual_seed(seed)
     return lenet(), torch.randn(batch, 1, 28, 28, generator=g), torch.randint(0, 10, (batch,), generator=g)
 
 
-@pytest.mark.parametrize("onednn", ["1", "0"])
-def test_forward_and_gradients_match_autograd(monkeypatch, onednn):
-    model, x, y = lenet_and_batch(monkeypatch, onednn, 64, seed=1)
+@pytest.mark.parametrize("kernels", ["auto", "torch"])
+def test_forward_and_gradients_match_autograd(kernels):
+    model, x, y = lenet_and_batch(64, seed=1)
     params = list(model.parameters())
     ref_logits = model(x)
     ref_grads = torch.autograd.grad(F.cross_entropy(ref_logits, y), params)
-    forward = chain_for(model, "cpu")
+    forward = chain_for(model, "cpu", kernels)
+    assert forward.onednn == (kernels == "auto" and torch.backends.mkldnn.is_available())
     logits = forward(x)
     grads = torch.autograd.grad(F.cross_entropy(logits, y), params)
     torch.testing.assert_close(logits, ref_logits, rtol=1e-5, atol=1e-5)
@@ -38,12 +38,12 @@ def test_forward_and_gradients_match_autograd(monkeypatch, onednn):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)
 
 
-@pytest.mark.parametrize("onednn", ["1", "0"])
-def test_train_step_is_the_autograd_step_bit_for_bit(monkeypatch, onednn):
+@pytest.mark.parametrize("kernels", ["auto", "torch"])
+def test_train_step_is_the_autograd_step_bit_for_bit(kernels):
     # train_step skips the autograd engine but must issue the same operations: the same loss, logits and
     # gradients, exactly, as F.cross_entropy(chain(x), y).backward().
-    model, x, y = lenet_and_batch(monkeypatch, onednn, 60, seed=2)
-    chain = chain_for(model, "cpu")
+    model, x, y = lenet_and_batch(60, seed=2)
+    chain = chain_for(model, "cpu", kernels)
     logits = chain(x)
     loss = F.cross_entropy(logits, y)
     loss.backward()
@@ -108,21 +108,27 @@ def test_only_exact_cases_take_the_chain():
     assert chain_for(conv, "cpu") is None
 
 
-def test_a_misspelt_switch_is_refused_before_training(monkeypatch, data, mlp):
-    monkeypatch.setenv("LTH_CHAIN", "flase")
-    with pytest.raises(ValueError, match="LTH_CHAIN='flase' is not a switch"):
-        train(mlp(data), data, TrainConfig(budget="5it"), device="cpu", progress=False)
+def test_a_bad_compute_setting_is_refused_before_training(tmp_path):
+    from lth.config import ImpConfig, override
+    from lth.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--compute.batch must be auto"):
+        override(ImpConfig(), {"compute.batch": "lots"})
+    with pytest.raises(ConfigError, match="compute.kernels must be one of auto, onednn, torch"):
+        override(ImpConfig(), {"compute.kernels": "mkl"})
 
 
-def test_training_through_the_chain_matches_the_module(monkeypatch, data, mlp):
+def test_training_through_the_chain_matches_the_module(data, mlp):
+    from lth.config import ComputeConfig
+
     cfg = TrainConfig(optimizer="adam", lr=3e-3, batch_size=50, budget="40it", eval_every="20it")
     results = {}
-    for flag in ("1", "0"):
-        monkeypatch.setenv("LTH_CHAIN", flag)
+    for chain in (True, False):
         model = mlp(data)
-        assert chain_usable(model, "cpu") == (flag == "1")
-        results[flag] = (train(model, data, cfg, device="cpu", progress=False), model)
-    (a, ma), (b, mb) = results["1"], results["0"]
+        assert chain_usable(model, "cpu")
+        results[chain] = (train(model, data, cfg, device="cpu", progress=False, compute=ComputeConfig(chain=chain)),
+                          model)
+    (a, ma), (b, mb) = results[True], results[False]
     for ra, rb in zip(a.metrics, b.metrics):
         for key in ("val_loss", "test_loss"):
             assert ra[key] == pytest.approx(rb[key], rel=1e-4), key

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from lth.errors import UserError
 from lth.config import DataConfig, ExperimentConfig, LotteryConfig, ModelConfig, PruneConfig, TrainConfig
 from lth.lottery import aggregate, find_tickets, run_imp
 from lth.report import build_report, write_report
@@ -137,13 +138,13 @@ def test_two_runs_labelled_by_their_config_difference(runs, tmp_path):
     assert {f.name for f in report.figures} >= {"fig-accuracy_vs_pm", "fig-mask_jaccard-run1", "fig-mask_jaccard-run2"}
 
 
-def test_empty_runs_raise_value_error(runs, tmp_path):
+def test_empty_runs_are_a_user_error(runs, tmp_path):
     cfg, _, _ = runs
     empty = RunStore.for_config(replace(cfg, seed=123, out_dir=str(tmp_path))).root  # config.json, no trainings
-    with pytest.raises(ValueError, match="no finished trainings"):
+    with pytest.raises(UserError, match="no finished trainings"):
         write_report([empty], log=quiet)
     (tmp_path / "blank").mkdir()
-    with pytest.raises(ValueError, match="not an lth run folder"):
+    with pytest.raises(UserError, match="not an lth run folder"):
         write_report([tmp_path / "blank"], log=quiet)
 
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from lth.config import TrainConfig
+from lth.config import ComputeConfig, TrainConfig
 from lth.prune import Mask
 from lth.train import Hooks, to_iterations, train
 from lth.train.checkpoint import load_state
@@ -58,9 +58,9 @@ def test_training_is_deterministic_and_leaves_global_rng_alone(data, mlp):
 
 def test_lth_train_is_the_training_loop_and_the_package(data, mlp):
     import lth
-    import lth.train.batched as batched  # "import ... as" resolves lth.train by attribute
+    import lth.train.vmap as vmap  # "import ... as" resolves lth.train by attribute
 
-    assert lth.train.Hooks is Hooks and batched.train_batched is lth.train.train_batched
+    assert lth.train.Hooks is Hooks and vmap.VmapStepper is lth.train.vmap.VmapStepper
     a = lth.train(mlp(data), data, CFG, progress=False)
     assert a.metrics == train(mlp(data), data, CFG, progress=False).metrics
 
@@ -141,12 +141,11 @@ def test_onednn_linear_equals_pytorchs_and_can_be_turned_off(data, monkeypatch, 
     for g, r in zip(grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-4, atol=1e-4)
     assert onednn_available() or not torch.backends.mkldnn.is_available()
-    # Off with LTH_ONEDNN=0. Adam turns last-bit differences in near-zero gradients into whole steps, so two
-    # trainings that differ only in summation order drift apart slowly: compare loosely.
-    fast = train(mlp(data), data, CFG, progress=False)
-    monkeypatch.setenv("LTH_ONEDNN", "0")
-    assert not onednn_available()
-    plain = train(mlp(data), data, CFG, progress=False)
+    # Off with --compute.kernels torch. Adam turns last-bit differences in near-zero gradients into whole steps,
+    # so two trainings that differ only in summation order drift apart slowly: compare loosely.
+    fast = train(mlp(data), data, CFG, progress=False, compute=ComputeConfig(chain=False))
+    assert not onednn_available("torch")
+    plain = train(mlp(data), data, CFG, progress=False, compute=ComputeConfig(chain=False, kernels="torch"))
     for a, b in zip(fast.metrics, plain.metrics):
         assert a["step"] == b["step"] and (a["val_loss"] == pytest.approx(b["val_loss"], rel=2e-2))
 

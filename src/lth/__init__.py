@@ -4,16 +4,34 @@ The main entry points::
 
     lth.run_imp(cfg)                      IMP with controls and replicates on a registered model and dataset
     lth.find_tickets(model_fn, train_fn)  IMP on your own model and training loop
+    lth.launch(cfg)                       any registered experiment (its config class says which)
     lth.train(model, data, train_cfg)     the training loop
     lth.presets.get(name)                 the papers' experiments as configs; lth.override(cfg, {...})
+
+Names are imported on first use, so `import lth` (and `lth --help`) does not import torch.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
 
-from lth import presets
-from lth.config import ExperimentConfig, override
-from lth.lottery import find_tickets, run_imp
-from lth.prune import Mask
-import lth.train as train  # the package, callable as the training loop (see lth.train)
+import importlib
 
-__all__ = ["ExperimentConfig", "Mask", "find_tickets", "override", "presets", "run_imp", "train"]
+__version__ = "0.2.0"
+
+_LAZY = {
+    "ExperimentConfig": "lth.config", "ImpConfig": "lth.config", "RunConfig": "lth.config", "override": "lth.config",
+    "UserError": "lth.errors",
+    "presets": None, "train": None,  # subpackages/modules
+    "Mask": "lth.prune", "criterion": "lth.prune",
+    "run_imp": "lth.experiments", "find_tickets": "lth.experiments", "launch": "lth.experiments",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'lth' has no attribute {name!r}")
+    module = _LAZY[name]
+    value = importlib.import_module(f"lth.{name}") if module is None else getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

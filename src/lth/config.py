@@ -1,9 +1,18 @@
 """Typed experiment configuration.
 
-One tree of frozen dataclasses is the single source of truth: the CLI flags are generated from it (tyro),
-it is printed and saved as JSON, and its hash names the run folder. Fields whose metadata says
-``hash=False`` (where data lives, which device, where runs go) do not change what is computed, so they do
-not change the hash: the same experiment run from another folder or machine finds its results.
+Each experiment's config is a tree of frozen dataclasses, and that tree is the single source of truth: the
+CLI flags are generated from it (tyro), values from files and `override` are checked against its types, it
+is printed and saved as JSON, and its hash names the run folder.
+
+- Sections (`DataConfig`, `TrainConfig`, ...) check their own values (`check`): bad input is refused before
+  any work starts, with a message that names the flag and the fix.
+- The hash covers only fields that differ from their defaults, plus the experiment's name. Adding a field
+  with a default therefore leaves every existing run's hash as it is; changing a default of a hashed field
+  would silently change what old hashes mean, so never do that: add a field instead.
+- Fields marked `_local` (where data and runs live, the device, the `compute` section) say how or where to
+  compute, not what; fields marked `_extent` say how much of an experiment to run. Neither is hashed.
+
+This module imports no torch: `lth --help` and `lth presets` stay fast.
 """
 
 from __future__ import annotations
@@ -11,11 +20,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
+
+from lth.errors import ConfigError
+from lth.names import CONTROLS, is_reset
 
 T = TypeVar("T")
+
+STEP_HELP = "a step count like '500it' or '2ep'"
 
 
 def _local(default: Any, doc: str = "") -> Any:
@@ -30,12 +46,28 @@ def _extent(default: Any) -> Any:
     return field(default=default, metadata={"hash": False})
 
 
+def parse_steps(text: str, what: str) -> tuple[int, str]:
+    """(count, unit) of a step count `500it` / `2ep`; a malformed one is a ConfigError naming `what`."""
+    import re
+
+    m = re.match(r"^\s*(\d+)\s*(it|ep)\s*$", str(text))
+    if not m:
+        raise ConfigError(f"{what} must be {STEP_HELP}, got {text!r}")
+    return int(m.group(1)), m.group(2)
+
+
+def _positive_finite(value: float, flag: str, zero_ok: bool = False) -> None:
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        kind = "a finite number >= 0" if zero_ok else "a finite number > 0"
+        raise ConfigError(f"{flag} must be {kind}, got {value}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which dataset, and how its training set is split into train and validation."""
 
     dataset: str = "mnist1d"
-    """mnist1d | mnist | fashion_mnist | cifar10 | cifar100 | synthetic"""
+    """mnist1d | mnist | fashion_mnist | cifar10 | cifar100 | synthetic (`lth models` lists them)"""
     val_size: int | None = None
     """Examples held out of the training set for validation (None: the dataset's default, 5000 for
     MNIST/CIFAR, 500 for MNIST-1D). The test set is never used to select anything."""
@@ -47,6 +79,11 @@ class DataConfig:
     """Folder with the dataset files (default: $LTH_DATA, else ~/.cache/lth)."""
     download: bool = _local(True)
     """Download missing files (with checksum verification) when online."""
+
+    def check(self) -> None:
+        if self.val_size is not None and self.val_size < 1:
+            raise ConfigError(f"--data.val_size must be at least 1 (the early stop is chosen on validation "
+                              f"loss; leave it unset for the dataset's default), got {self.val_size}")
 
 
 @dataclass(frozen=True)
@@ -64,6 +101,14 @@ class ModelConfig:
     """Channel width of a ResNet's first stage (0: the model's default, 16)."""
     dropout: float = 0.0
     """Dropout rate before each hidden fully connected layer (Conv-2/4/6 and MLPs)."""
+
+    def check(self) -> None:
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"--model.dropout must be in [0, 1), got {self.dropout}")
+        if any(h < 1 for h in self.hidden):
+            raise ConfigError(f"--model.hidden must be positive widths, got {self.hidden}")
+        if self.width < 0:
+            raise ConfigError(f"--model.width must be >= 0 (0: the model's default), got {self.width}")
 
 
 @dataclass(frozen=True)
@@ -89,13 +134,34 @@ class TrainConfig:
     """Evaluate validation and test loss/accuracy this often (and at the end)."""
     data_seed: int = 0
     """Seed of the data order (and augmentation); the initialization has its own seed."""
-    amp: bool = _local(True)
-    """bfloat16 autocast on CUDA (ignored on CPU)."""
+
+    def check(self) -> None:
+        _positive_finite(self.lr, "--train.lr")
+        _positive_finite(self.weight_decay, "--train.weight_decay", zero_ok=True)
+        if not (math.isfinite(self.momentum) and 0 <= self.momentum < 1):
+            raise ConfigError(f"--train.momentum must be in [0, 1), got {self.momentum}")
+        if not (math.isfinite(self.gamma) and 0 < self.gamma <= 1):
+            raise ConfigError(f"--train.gamma (the multistep factor) must be in (0, 1], got {self.gamma}")
+        if self.batch_size < 1:
+            raise ConfigError(f"--train.batch_size must be >= 1, got {self.batch_size}")
+        if parse_steps(self.budget, "--train.budget")[0] == 0:
+            raise ConfigError("--train.budget must be at least one step (e.g. 1500it or 2ep), got "
+                              f"{self.budget!r}")
+        parse_steps(self.warmup, "--train.warmup")
+        if parse_steps(self.eval_every, "--train.eval_every")[0] == 0:
+            raise ConfigError(f"--train.eval_every must be at least 1it, got {self.eval_every!r}")
+        for m in self.milestones:
+            parse_steps(m, "--train.milestones")
+        if self.schedule == "multistep" and not self.milestones:
+            raise ConfigError("--train.schedule multistep needs --train.milestones (e.g. 80ep 120ep)")
+        if self.nesterov and self.optimizer != "sgd":
+            raise ConfigError(f"--train.nesterov applies to sgd only, not {self.optimizer}")
 
 
 @dataclass(frozen=True)
 class PruneConfig:
-    """How a level's mask is chosen from the trained weights."""
+    """How a level's mask is chosen: a criterion scores the weights, then layer-wise or global selection
+    keeps the highest scores."""
 
     strategy: Literal["layerwise", "global"] = "layerwise"
     rate: float = 0.2
@@ -106,7 +172,16 @@ class PruneConfig:
     """Layer-wise rate for the output layer (None: half of `rate`, as in Frankle & Carbin)."""
     exclude: tuple[str, ...] = ()
     """Parameter-name patterns (fnmatch) never pruned, e.g. 'fc*' or '*shortcut*'."""
-    score: Literal["magnitude", "random"] = "magnitude"
+    criterion: str = "magnitude"
+    """What is kept: a name from the criteria registry (`lth models` lists them), e.g. magnitude (large_final),
+    magnitude_increase, movement, random."""
+
+    def check(self) -> None:
+        for name in ("rate", "conv_rate", "output_rate"):
+            rate = getattr(self, name)
+            if rate is not None and not 0 < rate < 1:
+                raise ConfigError(f"--prune.{name} must be a fraction in (0, 1) of the remaining weights, "
+                                  f"got {rate}")
 
 
 @dataclass(frozen=True)
@@ -121,25 +196,85 @@ class LotteryConfig:
     """Rewind survivors to θ_k: `0it` resets to the original initialization, `500it` or `2ep` rewinds."""
     one_shot: bool = False
     """Prune the trained dense network straight to each level's P_m (instead of iteratively)."""
-    controls: tuple[str, ...] = _extent(("reinit", "random_prune"))
+    controls: tuple[str, ...] = _extent(CONTROLS)
     """reinit: same mask, fresh initialization. random_prune: random mask, same per-layer sparsity."""
     reinit_draws: int = _extent(1)
     """Independent reinitializations per level."""
     replicates: int = _extent(1)
     """Independent seeds (initialization and data order) of the whole experiment."""
 
+    def check(self) -> None:
+        if self.levels < 0:
+            raise ConfigError(f"--lottery.levels must be >= 0, got {self.levels}")
+        if self.replicates < 1:
+            raise ConfigError(f"--lottery.replicates must be >= 1, got {self.replicates}")
+        if self.reinit_draws < 1:
+            raise ConfigError(f"--lottery.reinit_draws must be >= 1, got {self.reinit_draws}")
+        if self.target_pm is not None and not (math.isfinite(self.target_pm) and 0 < self.target_pm <= 100):
+            raise ConfigError(f"--lottery.target_pm is a percentage in (0, 100], got {self.target_pm}")
+        parse_steps(self.rewind, "--lottery.rewind")
+        unknown = [c for c in self.controls if c not in CONTROLS]
+        if unknown:
+            raise ConfigError(f"unknown control(s) {unknown}; choose from {', '.join(CONTROLS)} "
+                              "(e.g. --lottery.controls reinit random_prune, or an empty list for none)")
+        if len(set(self.controls)) != len(self.controls):
+            raise ConfigError(f"--lottery.controls names a control twice: {self.controls}")
+
+    @property
+    def resets(self) -> bool:
+        return is_reset(self.rewind)
+
 
 @dataclass(frozen=True)
-class ExperimentConfig:
-    """A complete experiment: everything that determines its results, plus where to run it."""
+class ComputeConfig:
+    """How to compute, not what. Recorded in config.json and in every checkpoint, but not hashed: these
+    settings only change how sums are rounded, which can change the last bits of results. Resuming with
+    other settings works, with a warning that the run will not continue bit for bit."""
+
+    kernels: Literal["auto", "onednn", "torch"] = "auto"
+    """Fully connected products on the CPU: auto (oneDNN where present and verified), onednn (require it),
+    torch (PyTorch's default kernels)."""
+    chain: bool = True
+    """Train lth's MLPs on the CPU through the hand-written forward and backward pass (lth.train.chain)."""
+    batch: str = "auto"
+    """Networks trained in one batched pass (vmap): auto (batched on CUDA, one at a time on the CPU), 0 (one
+    at a time), or N (at most N per pass on any device)."""
+    compile: bool = False
+    """torch.compile the model's forward pass (did not pay on the CPU; see benchmarks)."""
+    amp: bool = True
+    """bfloat16 autocast on CUDA (ignored on the CPU)."""
+    threads: int = 0
+    """CPU threads per training (0: leave torch's default, normally one per core)."""
+
+    def check(self) -> None:
+        if self.batch != "auto" and not (self.batch.isdigit()):
+            raise ConfigError(f"--compute.batch must be auto, 0 (one network at a time) or a number N of "
+                              f"networks per pass, got {self.batch!r}")
+        if self.threads < 0:
+            raise ConfigError(f"--compute.threads must be >= 0 (0: torch's default), got {self.threads}")
+
+    def batch_limit(self, device_type: str) -> int:
+        """Most networks per pass on a device of this type; 0 = one at a time."""
+        if self.batch == "auto":
+            return 16 if device_type == "cuda" else 0
+        return int(self.batch)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What every experiment has: data, model, training, compute settings, the seed, and where it runs.
+
+    `lth train` (one dense training) uses exactly this; other experiments add their sections."""
+
+    experiment: ClassVar[str] = "train"
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    prune: PruneConfig = field(default_factory=PruneConfig)
-    lottery: LotteryConfig = field(default_factory=LotteryConfig)
     seed: int = 0
     """Seed of the initialization (replicate r uses seed + r, and data_seed + r)."""
+    compute: ComputeConfig = _local(ComputeConfig())
+    """Kernels, batching, compilation, threads: recorded, not hashed."""
     preset: str = _local("")
     """The preset this config started from (informational)."""
     device: str = _local("auto")
@@ -149,103 +284,295 @@ class ExperimentConfig:
     checkpoint_seconds: float = _local(30.0)
     """Save resumable training state at an evaluation point once this much time passed since the last."""
 
+    def folder_mode(self) -> str:
+        """The middle part of the run folder's name: the experiment, e.g. `train`."""
+        return self.experiment
+
+    def check(self) -> None:
+        """Every section's own checks, then the checks across sections that need no data or model."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if is_dataclass(value) and hasattr(value, "check"):
+                value.check()
+        _positive_finite(self.checkpoint_seconds, "--checkpoint_seconds", zero_ok=True)
+        if not str(self.device).strip():
+            raise ConfigError("--device must be auto, cpu, cuda or cuda:N, got an empty string")
+
+
+@dataclass(frozen=True)
+class ImpConfig(RunConfig):
+    """Iterative magnitude pruning with its controls (`lth run`)."""
+
+    experiment: ClassVar[str] = "imp"
+
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    lottery: LotteryConfig = field(default_factory=LotteryConfig)
+
+    def folder_mode(self) -> str:
+        """`imp`, `oneshot`, with `-rewind500it` when rewinding."""
+        name = "oneshot" if self.lottery.one_shot else "imp"
+        return name if self.lottery.resets else f"{name}-rewind{self.lottery.rewind}"
+
+
+ExperimentConfig = ImpConfig
+"""The name of the IMP config in lth 0.1, kept for code written against it."""
+
 
 # --------------------------------------------------------------------------------------------------------
-# dict round trip, overrides, hashing
-
+# dict round trip with type checks, overrides, files
 
 def to_dict(cfg: Any) -> dict[str, Any]:
     """Plain JSON-able dict (tuples become lists)."""
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+_RENAMED = {("prune", "score"): "criterion"}
+"""Keys of earlier versions read under their new names (a config.json or YAML file written for lth 0.1)."""
+_MOVED = {("train", "amp"): ("compute", "amp")}
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(map(str, typing.get_args(tp)))
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+    return {int: "a whole number", float: "a number", str: "a string", bool: "true or false",
+            type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
+
+
+def _check_value(value: Any, tp: Any, key: str) -> Any:
+    """`value` as type `tp`, or a ConfigError naming the key, the expected type and the value."""
+    origin = typing.get_origin(tp)
+    bad = ConfigError(f"config key {key} must be {_type_name(tp)}, got {value!r}")
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        for option in typing.get_args(tp):
+            try:
+                return _check_value(value, option, key)
+            except ConfigError:
+                continue
+        raise bad
+    if origin is Literal:
+        if value in typing.get_args(tp) and type(value) is not bool:
+            return value
+        raise ConfigError(f"config key {key} must be one of {', '.join(map(str, typing.get_args(tp)))}; "
+                          f"got {value!r}")
+    if origin is tuple:
+        items = value if isinstance(value, (list, tuple)) else [value]
+        return tuple(_check_value(v, typing.get_args(tp)[0], key) for v in items)
+    if tp is type(None):
+        if value is None:
+            return None
+        raise bad
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise bad
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML reads 1e-3 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        raise bad
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    return value
+
+
 def from_dict(cls: type[T], data: dict[str, Any], *, base: T | None = None, where: str = "") -> T:
-    """Build `cls` from a (possibly partial) nested dict, on top of `base`.
+    """Build `cls` from a (possibly partial) nested dict, on top of `base`, checking every value's type.
 
     Unknown keys are an error that names the key and the known ones: a typo in a YAML file must not be
-    silently ignored.
+    silently ignored. Keys of earlier versions are read under their new names.
     """
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {where.rstrip('.') or 'file'} must be a mapping, got {data!r}")
     base = base if base is not None else cls()
+    data = dict(data)
+    section = where.rstrip(".")
+    for (sec, old), new in _RENAMED.items():
+        if sec == section and old in data and new not in data:
+            data[new] = data.pop(old)
+    bad_keys = [k for k in data if not isinstance(k, str)]
+    if bad_keys:
+        raise ConfigError(f"config keys must be names, got {bad_keys!r}{' in ' + section if section else ''}")
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(data) - set(known))
     if unknown:
-        raise ValueError(
+        raise ConfigError(
             f"unknown config key(s) {', '.join(where + k for k in unknown)}; "
-            f"known keys{' in ' + where.rstrip('.') if where else ''}: {', '.join(sorted(known))}"
+            f"known keys{' in ' + section if section else ''}: {', '.join(sorted(known))}"
         )
+    hints = typing.get_type_hints(cls)
     changes: dict[str, Any] = {}
     for name, value in data.items():
         current = getattr(base, name)
         if is_dataclass(current):
             if not isinstance(value, dict):
-                raise ValueError(f"config key {where}{name} must be a mapping, got {value!r}")
+                raise ConfigError(f"config key {where}{name} is a section and must be a mapping of its keys "
+                                  f"(e.g. {name}: {{...}}), got {value!r}")
             changes[name] = from_dict(type(current), value, base=current, where=f"{where}{name}.")
-        elif isinstance(current, tuple) or (isinstance(value, list)):
-            changes[name] = tuple(value) if isinstance(value, (list, tuple)) else (value,)
         else:
-            changes[name] = value
+            changes[name] = _check_value(value, hints[name], where + name)
     return dataclasses.replace(base, **changes)
 
 
-def override(cfg: T, changes: dict[str, Any]) -> T:
-    """`cfg` with changes given as dotted keys or nested dicts: override(cfg, {"train.lr": 1e-3})."""
+def _nest(changes: dict[Any, Any]) -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for key, value in changes.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"override keys are dotted names such as 'train.lr', got {key!r}")
         *parents, leaf = key.split(".")
         node = nested
         for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return from_dict(type(cfg), nested, base=cfg)
+            child = node.setdefault(p, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override key {key!r}: {p} is not a section")
+            node = child
+        if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+            node[leaf].update(value)
+        else:
+            node[leaf] = value
+    return nested
+
+
+def override(cfg: T, changes: dict[str, Any]) -> T:
+    """`cfg` with changes given as dotted keys or nested dicts: override(cfg, {"train.lr": 1e-3}).
+
+    Values are checked like values from a config file; the result's sections are checked as well."""
+    if not isinstance(changes, dict):
+        raise ConfigError(f"override takes a dict of changes such as {{'train.lr': 1e-3}}, got {changes!r}")
+    out = from_dict(type(cfg), _nest(changes), base=cfg)
+    if hasattr(out, "check"):
+        out.check()
+    return out
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
-    """Read a YAML or JSON config file into a dict."""
+    """Read a YAML or JSON config file into a dict; every problem is a ConfigError naming the file."""
     path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"config file {path} does not exist")
-    text = path.read_text()
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (or is not a file); check the --config path")
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {path} cannot be read: {e}") from None
     if path.suffix == ".json":
-        data = json.loads(text)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"config file {path} is not valid JSON: {e.msg} at line {e.lineno}, column "
+                              f"{e.colno}") from None
     else:
         import yaml
 
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            where = getattr(e, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+            problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+            raise ConfigError(f"config file {path} is not valid YAML{at}: {problem} (only plain values, "
+                              "lists and mappings are read; no !!python tags)") from None
+        data = data or {}
     if not isinstance(data, dict):
-        raise ValueError(f"config file {path} must hold a mapping at the top level")
+        raise ConfigError(f"config file {path} must hold a mapping at the top level (e.g. 'train: {{lr: "
+                          f"0.001}}'), got {type(data).__name__}")
     return data
 
 
-def hashed_dict(cfg: Any) -> dict[str, Any]:
-    """The part of the config that determines results: every field whose metadata does not say hash=False.
+# --------------------------------------------------------------------------------------------------------
+# hashing
 
-    Also takes a dict of config parts (a dense training hashes only data, model, train and seed)."""
-    if isinstance(cfg, dict):
-        return {k: hashed_dict(v) if is_dataclass(v) else v for k, v in cfg.items()}
+def hashed_dict(cfg: Any) -> dict[str, Any]:
+    """The part of the config that determines results and differs from the defaults: every hashed field
+    (metadata without hash=False) whose value is not its default; sections recurse, empty ones are left
+    out."""
     out: dict[str, Any] = {}
+    default = type(cfg)()
     for f in fields(cfg):
         if not f.metadata.get("hash", True):
             continue
         value = getattr(cfg, f.name)
-        out[f.name] = hashed_dict(value) if is_dataclass(value) else value
+        if is_dataclass(value):
+            sub = hashed_dict(value)
+            if sub:
+                out[f.name] = sub
+        elif value != getattr(default, f.name):
+            out[f.name] = value
     return json.loads(json.dumps(out))
 
 
+def experiment_name(cfg: Any) -> str:
+    return getattr(type(cfg), "experiment", type(cfg).__name__)
+
+
 def config_hash(cfg: Any, length: int = 8) -> str:
-    """Short, stable hash of the result-determining config."""
-    blob = json.dumps(hashed_dict(cfg), sort_keys=True, separators=(",", ":"))
+    """Short, stable hash of the experiment's name and its result-determining, non-default settings."""
+    blob = json.dumps({"experiment": experiment_name(cfg), "config": hashed_dict(cfg)}, sort_keys=True,
+                      separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+# The hashed fields of lth 0.1, whose hash covered every one of them at any value. A run folder made then is
+# named by that hash; `legacy_hash` recomputes it so that the store can find and adopt such a folder.
+_LEGACY_FIELDS = {
+    "data": ("dataset", "val_size", "split_seed", "augment"),
+    "model": ("name", "init", "hidden", "width", "dropout"),
+    "train": ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "batch_size", "budget", "warmup",
+              "schedule", "milestones", "gamma", "eval_every", "data_seed"),
+    "prune": ("strategy", "rate", "conv_rate", "output_rate", "exclude", "score"),
+    "lottery": ("rewind", "one_shot"),
+}
+
+
+def legacy_hash(cfg: Any, length: int = 8) -> str | None:
+    """The hash lth 0.1 gave this config (None when the config uses anything lth 0.1 did not have)."""
+    if not isinstance(cfg, RunConfig) or type(cfg) not in (RunConfig, ImpConfig):
+        return None
+    sections = ("data", "model", "train") + (("prune", "lottery") if isinstance(cfg, ImpConfig) else ())
+    old: dict[str, Any] = {}
+    for name in sections:
+        section = getattr(cfg, name)
+        values = {f.name: getattr(section, f.name) for f in fields(section) if f.metadata.get("hash", True)}
+        if name == "prune":
+            if values["criterion"] not in ("magnitude", "random"):
+                return None
+            values["score"] = values.pop("criterion")
+        extra = set(values) - set(_LEGACY_FIELDS[name])
+        if any(values[k] != getattr(type(section)(), k) for k in extra):
+            return None  # a field added since: no folder of lth 0.1 can hold this config
+        old[name] = {k: values[k] for k in _LEGACY_FIELDS[name]}
+    old["seed"] = cfg.seed
+    blob = json.dumps(json.loads(json.dumps(old)), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
 def format_config(cfg: Any, indent: int = 0) -> str:
-    """Readable multi-line rendering for the terminal."""
+    """Readable multi-line rendering for the terminal: sections first, then the top-level settings."""
+    pad = "  " * indent
+    items = [(f.name, getattr(cfg, f.name)) for f in fields(cfg)]
+    # Sections first, compute (how, not what) last among them, then the top-level settings.
+    ordered = ([i for i in items if is_dataclass(i[1]) and i[0] != "compute"]
+               + [i for i in items if i[0] == "compute"] + [i for i in items if not is_dataclass(i[1])])
     lines = []
-    for f in fields(cfg):
-        value = getattr(cfg, f.name)
-        pad = "  " * indent
+    for name, value in ordered:
         if is_dataclass(value):
-            lines.append(f"{pad}{f.name}:")
+            lines.append(f"{pad}{name}:")
             lines.append(format_config(value, indent + 1))
         else:
-            lines.append(f"{pad}{f.name}: {value!r}")
+            lines.append(f"{pad}{name}: {value!r}")
     return "\n".join(lines)

@@ -5,18 +5,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from lth.config import DataConfig, ExperimentConfig, LotteryConfig, ModelConfig, PruneConfig, TrainConfig
+from lth.errors import ConfigError
+from lth.config import DataConfig, ImpConfig, LotteryConfig, ModelConfig, PruneConfig, TrainConfig
 
 
 @dataclass(frozen=True)
 class Preset:
-    config: ExperimentConfig
+    config: ImpConfig
     description: str
 
 
 def _exp(dataset: str, model: ModelConfig, train: TrainConfig, prune: PruneConfig, levels: int,
-         augment: bool = False, **lottery) -> ExperimentConfig:
-    return ExperimentConfig(data=DataConfig(dataset=dataset, augment=augment), model=model, train=train,
+         augment: bool = False, **lottery) -> ImpConfig:
+    return ImpConfig(data=DataConfig(dataset=dataset, augment=augment), model=model, train=train,
                             prune=prune, lottery=LotteryConfig(levels=levels, **lottery))
 
 
@@ -25,7 +26,7 @@ def _exp(dataset: str, model: ModelConfig, train: TrainConfig, prune: PruneConfi
 _LAYERWISE_FC = PruneConfig(strategy="layerwise", rate=0.2, output_rate=0.1)
 
 
-def _conv(name: str, lr: float, budget: str, conv_rate: float, dropout: float = 0.0) -> ExperimentConfig:
+def _conv(name: str, lr: float, budget: str, conv_rate: float, dropout: float = 0.0) -> ImpConfig:
     return _exp("cifar10", ModelConfig(name=name, dropout=dropout),
                 TrainConfig(optimizer="adam", lr=lr, batch_size=60, budget=budget, eval_every="100it"),
                 replace(_LAYERWISE_FC, conv_rate=conv_rate), levels=20)
@@ -82,10 +83,10 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def get(name: str) -> ExperimentConfig:
+def get(name: str) -> ImpConfig:
     """The config of a preset, with its name recorded."""
     if name not in PRESETS:
-        raise ValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)} (list them with `lth presets`)")
+        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)} (list them with `lth presets`)")
     return replace(PRESETS[name].config, preset=name)
 
 

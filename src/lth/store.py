@@ -1,63 +1,54 @@
-"""Run folders: a readable name plus the config hash, one folder per training, and resume.
+"""Run folders: the one owner of their layout. Everything else (experiments, executors, the report, `lth
+show`) reaches a run's files through a RunStore.
 
 Layout of a run folder::
 
-    <name>-<hash>/
-      config.json              the resolved config (and its hash)
+    <name>-<mode>-<hash>/
+      config.json              {"format", "experiment", "hash", "config"}: the resolved config
+      plan.json                what the latest request runs (e.g. P_m of each level)
       .lock                    held by the process working on the run
       rep0/init.safetensors    θ_0 of replicate 0
       rep0/rewind.safetensors  θ_k when rewinding to k > 0
       rep0/level03/mask.safetensors (+ .json)      the level's mask
       rep0/level03/ticket/     metrics.csv, summary.json, final.safetensors, resume.pt while training
-      rep0/level03/reinit/     ... one folder per control
-      rep0/level03/random_prune/
+      rep0/level03/reinit/     ... one folder per branch (a control's own mask, if it has one, is here)
 
 A training is finished exactly when its summary.json exists: it is written last, atomically, so a kill at
-any moment leaves either a finished training or one that resumes from resume.pt.
+any moment leaves either a finished training or one that resumes from resume.pt. Every file is written
+through lth.fileio (atomic, never through a link), and every file read back is checked against its place:
+a summary copied into another folder, or a config edited by hand, is refused with the file named.
 """
 
 from __future__ import annotations
 
 import csv
 import errno
-import json
+import io
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lth.config import ExperimentConfig, config_hash, to_dict
+from lth.config import config_hash, experiment_name, legacy_hash, to_dict
+from lth.errors import OutputFolderError, RunFolderError, RunLockedError
+from lth.fileio import damaged, read_json, read_text, refuse_link, write_json, write_text
+from lth.records import Summary
+
+__all__ = ["RunLockedError", "RunStore", "Unit", "check_writable", "run_name", "write_json"]
+
+FORMAT = 2
+"""config.json's format: 1 (lth 0.1: "kind", a hash of every field) or 2 ("experiment", non-default fields)."""
+
+_LEGACY_KINDS = {"imp": "imp", "train": "train"}
+_UNIT_DIR = re.compile(r"^rep(\d+)/level(\d+)/([A-Za-z0-9_]+)$")
 
 
-class RunLockedError(RuntimeError):
-    pass
-
-
-PLAN_FILE = "plan.json"
-"""P_m of the levels the latest request runs (level 0 first), written by the IMP driver when it starts."""
-
-
-def write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
-
-
-def run_name(cfg: ExperimentConfig, kind: str = "imp") -> str:
+def run_name(cfg: Any, mode: str | None = None, hash_: str | None = None) -> str:
     """`<preset or model_dataset>-<mode>-<hash>`, e.g. `mnist1d_mlp-imp-1a2b3c4d`."""
     base = cfg.preset or f"{cfg.model.name}_{cfg.data.dataset}"
-    mode = kind
-    if kind == "imp":
-        mode = "oneshot" if cfg.lottery.one_shot else "imp"
-        if cfg.lottery.rewind not in ("0it", "0ep"):
-            mode += f"-rewind{cfg.lottery.rewind}"
-    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{base}-{mode}-{config_hash(_for_kind(cfg, kind))}")
-
-
-def _for_kind(cfg: ExperimentConfig, kind: str) -> Any:
-    # A dense training does not depend on the pruning settings: leave them out of its hash.
-    return cfg if kind == "imp" else {"data": cfg.data, "model": cfg.model, "train": cfg.train, "seed": cfg.seed}
+    mode = mode or cfg.folder_mode()
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{base}-{mode}-{hash_ or config_hash(cfg)}")
 
 
 def check_writable(folder: Path) -> None:
@@ -68,8 +59,8 @@ def check_writable(folder: Path) -> None:
         probe.write_text("")
         probe.unlink()
     except OSError as e:
-        raise PermissionError(f"cannot write run folders to {folder}: {e.strerror}. "
-                              "Choose another folder with --out DIR") from None
+        raise OutputFolderError(f"cannot write run folders to {folder}: {e.strerror}. "
+                                "Choose another folder with --out DIR") from None
 
 
 @dataclass(frozen=True)
@@ -93,18 +84,26 @@ class RunStore:
 
     # -- opening -----------------------------------------------------------------------------------
     @classmethod
-    def for_config(cls, cfg: ExperimentConfig, kind: str = "imp") -> "RunStore":
+    def for_config(cls, cfg: Any, mode: str | None = None, log=print) -> "RunStore":
+        """The run folder of `cfg` under cfg.out_dir, made if new. A folder lth 0.1 made for the same config
+        (named by its older hash) is adopted: renamed to today's name, so it resumes instead of retraining."""
         out = Path(cfg.out_dir)
         check_writable(out)
-        store = cls(out / run_name(cfg, kind))
-        store.root.mkdir(exist_ok=True)
+        hash_ = config_hash(cfg)
+        mode = mode or cfg.folder_mode()
+        store = cls(out / run_name(cfg, mode, hash_))
+        record = {"format": FORMAT, "experiment": experiment_name(cfg), "hash": hash_, "config": to_dict(cfg)}
         cfg_path = store.root / "config.json"
-        record = {"kind": kind, "hash": config_hash(_for_kind(cfg, kind)), "config": to_dict(cfg)}
+        old = legacy_hash(cfg)
+        if not store.root.exists() and old is not None and (out / run_name(cfg, mode, old)).is_dir():
+            if store._adopt(out / run_name(cfg, mode, old), old, log):
+                write_json(cfg_path, record)
+        store.root.mkdir(exist_ok=True)
         if cfg_path.exists():
-            old = json.loads(cfg_path.read_text())
-            if old.get("hash") != record["hash"]:
-                raise RuntimeError(f"{cfg_path} belongs to another config (hash {old.get('hash')}); "
-                                   "remove the folder or choose another --out")
+            found = store.record()
+            if found.get("hash") != hash_:
+                raise RunFolderError(f"{cfg_path} belongs to another config (hash {found.get('hash')}, expected "
+                                     f"{hash_}); remove the folder or choose another --out")
         else:
             write_json(cfg_path, record)
         # Same hash, but the extent (levels, replicates, controls) may have grown: the latest request is
@@ -112,23 +111,69 @@ class RunStore:
         store._record = record
         return store
 
-    def config(self) -> dict[str, Any]:
+    def _adopt(self, legacy: Path, old_hash: str, log) -> bool:
+        found = RunStore(legacy).record()
+        if found.get("hash") != old_hash:
+            return False
+        with RunStore(legacy):  # refuses while an older lth still works on it
+            os.rename(legacy, self.root)
+        log(f"note: {legacy.name} was made by lth 0.1 for this config; renamed it to {self.root.name} "
+            "(run folders are now named by the settings that differ from the defaults) and resuming it")
+        return True
+
+    @classmethod
+    def open(cls, root: str | Path) -> "RunStore":
+        """An existing run folder, for reading: its config.json must be there and sound."""
+        store = cls(root)
+        if not store.root.is_dir():
+            raise RunFolderError(f"run folder {store.root} does not exist")
+        store.record()
+        return store
+
+    def record(self) -> dict[str, Any]:
+        """config.json: format, experiment, hash and the resolved config (an lth 0.1 file is read as format 1)."""
         path = self.root / "config.json"
         if not path.exists():
-            raise FileNotFoundError(f"{self.root} is not an lth run folder (no config.json)")
-        return json.loads(path.read_text())["config"]
+            raise RunFolderError(f"{self.root} is not an lth run folder (no config.json); give a folder printed "
+                                 "by `lth run`")
+        fix = ("It is written when a run starts and never changes; restore it from a copy of the run, or delete "
+               "the run folder and start over.")
+        data = read_json(path, fix)
+        if not isinstance(data.get("config"), dict) or not isinstance(data.get("hash"), str):
+            raise damaged(path, "no config or hash in it", fix)
+        if "experiment" not in data:
+            data = {"format": 1, "experiment": _LEGACY_KINDS.get(data.get("kind", "imp"), "imp"), **data}
+        match = re.search(r"-([0-9a-f]{8})$", self.root.name)
+        if match and match.group(1) != data["hash"]:
+            raise RunFolderError(f"{path} records hash {data['hash']}, but the folder's name says {match.group(1)}: "
+                                 "the config was edited or the file copied from another run. Restore the run's own "
+                                 "config.json, or rename the folder if that was deliberate.")
+        return data
+
+    def config(self) -> dict[str, Any]:
+        return self.record()["config"]
+
+    def experiment(self) -> str:
+        return self.record()["experiment"]
 
     # -- locking: two processes on one run folder would interleave their writes -------------------
     def lock(self) -> None:
         import fcntl
 
-        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        path = self.root / ".lock"
+        refuse_link(path)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                refuse_link(path)
+            raise OutputFolderError(f"cannot lock {path}: {e.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             os.close(fd)
             if e.errno in (errno.EAGAIN, errno.EACCES):
-                holder = (self.root / ".lock").read_text().strip() or "another process"
+                holder = path.read_text().strip() or "another process"
                 raise RunLockedError(f"run folder {self.root} is in use by {holder}; wait for it to finish "
                                      "(it resumes cleanly) or run with another --out") from None
             raise
@@ -160,33 +205,101 @@ class RunStore:
     def unit_dir(self, unit: Unit) -> Path:
         return self.root / unit.key
 
+    def init_path(self, replicate: int) -> Path:
+        """θ_0 of a replicate."""
+        return self.rep_dir(replicate) / "init.safetensors"
+
+    def rewind_path(self, replicate: int) -> Path:
+        """θ_k of a replicate (rewinding to k > 0)."""
+        return self.rep_dir(replicate) / "rewind.safetensors"
+
+    def mask_path(self, replicate: int, level: int) -> Path:
+        """The level's mask (the ticket's; controls with their own mask keep it in their unit folder)."""
+        return self.level_dir(replicate, level) / "mask.safetensors"
+
+    def unit_mask_path(self, unit: Unit) -> Path:
+        return self.unit_dir(unit) / "mask.safetensors"
+
+    def final_path(self, unit: Unit) -> Path:
+        return self.unit_dir(unit) / "final.safetensors"
+
+    def resume_path(self, unit: Unit) -> Path:
+        return self.unit_dir(unit) / "resume.pt"
+
+    def report_dir(self) -> Path:
+        return self.root / "report"
+
+    # -- the plan: what the latest request runs ------------------------------------------------------
+    def write_plan(self, plan: dict[str, Any]) -> None:
+        write_json(self.root / "plan.json", plan)
+
+    def plan(self) -> dict[str, Any] | None:
+        path = self.root / "plan.json"
+        if not path.exists():
+            return None
+        return read_json(path, "It is rewritten when the run is resumed: rerun the command that made the run.")
+
+    # -- results -----------------------------------------------------------------------------------
     def is_done(self, unit: Unit) -> bool:
         return (self.unit_dir(unit) / "summary.json").exists()
 
-    # -- results -----------------------------------------------------------------------------------
-    def write_result(self, unit: Unit, metrics: list[dict[str, float]], summary: dict[str, Any]) -> None:
+    def write_result(self, unit: Unit, metrics: list[dict[str, float]], summary: Summary | dict[str, Any]) -> None:
+        """Record a finished training: metrics.csv, then summary.json (last: it marks the training finished)."""
         d = self.unit_dir(unit)
         d.mkdir(parents=True, exist_ok=True)
         if metrics:
-            tmp = d / f".metrics.csv.{os.getpid()}.tmp"
-            with open(tmp, "w", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=list(metrics[0]))
-                w.writeheader()
-                w.writerows(metrics)
-            os.replace(tmp, d / "metrics.csv")
-        write_json(d / "summary.json", summary)  # last: marks the training finished
-        (d / "resume.pt").unlink(missing_ok=True)
+            buf = io.StringIO(newline="")
+            w = csv.DictWriter(buf, fieldnames=list(metrics[0]), lineterminator="\r\n")
+            w.writeheader()
+            w.writerows(metrics)
+            write_text(d / "metrics.csv", buf.getvalue())
+        record = summary.to_dict() if isinstance(summary, Summary) else summary
+        write_json(d / "summary.json", record)
+        self.resume_path(unit).unlink(missing_ok=True)
 
-    def summaries(self) -> list[dict[str, Any]]:
-        """Every finished training's summary, in (replicate, level, branch) order."""
+    def units(self) -> list[Unit]:
+        """Every training folder on disk (finished or not), in (replicate, level, branch) order."""
         out = []
-        for path in sorted(self.root.glob("rep*/level*/*/summary.json")):
-            out.append(json.loads(path.read_text()))
-        return sorted(out, key=lambda s: (s["replicate"], s["level"], s["branch"]))
+        for d in self.root.glob("rep[0-9]*/level[0-9]*/*"):
+            m = _UNIT_DIR.match(d.relative_to(self.root).as_posix())
+            if m and d.is_dir():
+                out.append(Unit(int(m.group(1)), int(m.group(2)), m.group(3)))
+        return sorted(out, key=lambda u: (u.replicate, u.level, u.branch))
 
-    def metrics(self, unit: Unit) -> list[dict[str, float]]:
+    def levels_on_disk(self) -> list[int]:
+        return sorted({int(p.name[5:]) for p in self.root.glob("rep[0-9]*/level[0-9]*") if p.is_dir()
+                       and p.name[5:].isdigit()})
+
+    def summary(self, unit: Unit) -> Summary:
+        """A finished training's summary, checked against its place in the folder."""
+        path = self.unit_dir(unit) / "summary.json"
+        fix = (f"Delete {path.parent} to retrain that training (the rest of the run is kept), or restore the "
+               "file from a copy of the run.")
+        data = read_json(path, fix)
+        try:
+            s = Summary.from_dict(data)
+        except TypeError:
+            raise damaged(path, "missing replicate, level, branch or remaining_percent", fix) from None
+        if (s.replicate, s.level, s.branch) != (unit.replicate, unit.level, unit.branch):
+            raise RunFolderError(f"{path} describes replicate {s.replicate}, level {s.level}, branch {s.branch!r} "
+                                 f"but sits in {unit.key}: it was copied or moved there. {fix}")
+        return s
+
+    def summaries(self) -> list[Summary]:
+        """Every finished training's summary, in (replicate, level, branch) order."""
+        return [self.summary(u) for u in self.units() if self.is_done(u)]
+
+    def metrics(self, unit: Unit) -> list[dict[str, float | None]]:
+        """metrics.csv as rows of floats (None where a value was not measured); [] when there is none."""
         path = self.unit_dir(unit) / "metrics.csv"
         if not path.exists():
             return []
-        with open(path) as f:
-            return [{k: float(v) if v != "" else None for k, v in row.items()} for row in csv.DictReader(f)]
+        fix = f"Delete {path.parent} to retrain that training, or restore the file from a copy of the run."
+        rows = list(csv.DictReader(io.StringIO(read_text(path, fix))))
+        try:
+            out = [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in rows]
+        except (TypeError, ValueError):
+            raise damaged(path, "a value is not a number", fix) from None
+        if not out or "step" not in out[0]:
+            raise damaged(path, "no rows or no step column", fix)
+        return out

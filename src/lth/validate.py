@@ -1,45 +1,37 @@
-"""Checks that run before any training: bad input is refused with a message that names the fix,
-instead of failing an hour into a run."""
+"""The preflight: everything that can be checked before any work starts, run once by `launch`. Bad input is
+refused with a message that names the fix, instead of failing an hour into a run.
+
+It checks each config section (its own `check`), the names that registries know (model, dataset,
+initializer, pruning criterion), the device and the data files. What needs the loaded data or the built
+model (the rewind step against the budget, the pruning plan) is the experiment's own `check`.
+"""
 
 from __future__ import annotations
 
-from lth.config import ExperimentConfig, TrainConfig
-from lth.train.steps import check_steps
+from lth.config import RunConfig
+from lth.errors import ConfigError
 
 
-def check_train(cfg: TrainConfig) -> None:
-    if cfg.lr <= 0:
-        raise ValueError(f"--train.lr must be positive, got {cfg.lr}")
-    if cfg.batch_size < 1:
-        raise ValueError(f"--train.batch_size must be >= 1, got {cfg.batch_size}")
-    if cfg.weight_decay < 0:
-        raise ValueError(f"--train.weight_decay must be >= 0, got {cfg.weight_decay}")
-    check_steps(cfg.budget, "--train.budget")
-    check_steps(cfg.warmup, "--train.warmup")
-    check_steps(cfg.eval_every, "--train.eval_every")
-    for m in cfg.milestones:
-        check_steps(m, "--train.milestones")
-    if cfg.schedule == "multistep" and not cfg.milestones:
-        raise ValueError("--train.schedule multistep needs --train.milestones (e.g. 80ep 120ep)")
+def preflight(cfg: RunConfig, *, data: bool = True) -> None:
+    """Every check that needs neither the data loaded nor a model built; `data=False` for a user's own model
+    and loop (find_tickets), which has no registered model or dataset."""
+    cfg.check()
+    prune = getattr(cfg, "prune", None)
+    if prune is not None:
+        from lth.prune import get_criterion
 
-
-def check_experiment(cfg: ExperimentConfig, *, lottery: bool = True) -> None:
-    """Everything that can be checked without training: names, numbers, data files, output folder."""
+        get_criterion(prune.criterion)
+    if not data:
+        return
     from lth.data import DATASETS, check_available
-    from lth.models import MODELS
+    from lth.models import INITIALIZERS, MODELS
     from lth.train import resolve_device
 
     if cfg.model.name not in MODELS:
-        raise ValueError(f"unknown model {cfg.model.name!r}; known: {', '.join(MODELS)}")
+        raise ConfigError(f"unknown model {cfg.model.name!r}; known: {', '.join(MODELS)}")
     if cfg.data.dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {cfg.data.dataset!r}; known: {', '.join(DATASETS)}")
-    if not 0 <= cfg.model.dropout < 1:
-        raise ValueError(f"--model.dropout must be in [0, 1), got {cfg.model.dropout}")
-    check_train(cfg.train)
-    if lottery:
-        from lth.lottery.imp import check_lottery
-
-        check_lottery(cfg)
-        check_steps(cfg.lottery.rewind, "--lottery.rewind")
+        raise ConfigError(f"unknown dataset {cfg.data.dataset!r}; known: {', '.join(DATASETS)}")
+    if cfg.model.init not in INITIALIZERS:
+        raise ConfigError(f"unknown initializer {cfg.model.init!r}; known: {', '.join(INITIALIZERS)}")
     resolve_device(cfg.device)
     check_available(cfg.data.dataset, cfg.data.data_dir, cfg.data.download)

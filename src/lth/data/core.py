@@ -6,12 +6,14 @@ from dataclasses import dataclass
 
 import torch
 
+from lth.errors import UserError
+
 # How the CLI and the environment let a user point at their files; named here once so that every message
 # gives the same fix.
 DATA_DIR_HINT = "`--data-dir` (or the LTH_DATA environment variable)"
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """A data problem the user can fix; the message says what is wrong and how to fix it."""
 
 

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from lth.errors import ConfigError
+
 # An initializer fills a float32 CPU tensor in place from `generator`.
 Initializer = Callable[[torch.Tensor, torch.Generator], None]
 
@@ -46,7 +48,7 @@ INITIALIZERS: dict[str, Initializer] = {
 
 def check_scheme(scheme: str) -> None:
     if scheme not in INITIALIZERS:
-        raise ValueError(f"unknown initializer {scheme!r}; known: {', '.join(INITIALIZERS)}")
+        raise ConfigError(f"unknown initializer {scheme!r}; known: {', '.join(INITIALIZERS)}")
 
 
 def _raw(module: nn.Module, name: str) -> torch.Tensor | None:

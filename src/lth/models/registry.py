@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..errors import ConfigError
 from . import conv, mlp, mnist1d, resnet, vgg
 from .init import check_scheme, initialize
 
@@ -56,15 +57,15 @@ def _set_options(cfg: ModelConfig) -> dict[str, object]:
     out: dict[str, object] = {}
     if cfg.hidden:
         if any(not isinstance(h, int) or h < 1 for h in cfg.hidden):
-            raise ValueError(f"model.hidden must be positive integers, got {cfg.hidden!r}")
+            raise ConfigError(f"model.hidden must be positive integers, got {cfg.hidden!r}")
         out["hidden"] = tuple(cfg.hidden)
     if cfg.width:
         if not isinstance(cfg.width, int) or cfg.width < 1:
-            raise ValueError(f"model.width must be a positive integer (0: default), got {cfg.width!r}")
+            raise ConfigError(f"model.width must be a positive integer (0: default), got {cfg.width!r}")
         out["width"] = cfg.width
     if cfg.dropout:
         if not 0.0 < cfg.dropout < 1.0:
-            raise ValueError(f"model.dropout must be in [0, 1), got {cfg.dropout!r}")
+            raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.dropout!r}")
         out["dropout"] = cfg.dropout
     return out
 
@@ -73,17 +74,17 @@ def build_model(cfg: ModelConfig, *, input_shape: tuple[int, ...], num_classes: 
     """Check `cfg`, build the network for `input_shape` and `num_classes`, and initialize it from `seed`."""
     info = MODELS.get(cfg.name)
     if info is None:
-        raise ValueError(f"unknown model {cfg.name!r}; known models: {', '.join(MODELS)}")
+        raise ConfigError(f"unknown model {cfg.name!r}; known models: {', '.join(MODELS)}")
     for option, value in _set_options(cfg).items():
         if option not in info.options:
             takers = [n for n, i in MODELS.items() if option in i.options]
-            raise ValueError(
+            raise ConfigError(
                 f"model {cfg.name!r} does not accept option {option}={value!r}; "
                 f"models that accept {option}: {', '.join(takers)}"
             )
     check_scheme(cfg.init)
     if num_classes < 1:
-        raise ValueError(f"num_classes must be positive, got {num_classes}")
+        raise ConfigError(f"num_classes must be positive, got {num_classes}")
     # Construction runs PyTorch's default init on the global RNG; fork it so building leaves the global
     # stream where it was (our own initialize below uses a private generator).
     with torch.random.fork_rng(devices=[]):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 
+from lth.errors import ConfigError
+
 
 def flat_features(name: str, input_shape: tuple[int, ...]) -> int:
     """Number of input features of an MLP (which flattens any input)."""
@@ -19,13 +21,13 @@ def image_shape(name: str, input_shape: tuple[int, ...], min_size: int = 1) -> t
     """(channels, height, width) of a 2-D convolutional net's input, at least `min_size` pixels a side."""
     _positive(name, input_shape)
     if len(input_shape) != 3:
-        raise ValueError(
+        raise ConfigError(
             f"model {name!r} is a 2-D convolutional network and needs image input (channels, height, width), "
             f"e.g. (3, 32, 32); got input shape {tuple(input_shape)}"
         )
     c, h, w = input_shape
     if h < min_size or w < min_size:
-        raise ValueError(
+        raise ConfigError(
             f"model {name!r} pools its input down and needs images of at least {min_size}x{min_size}; "
             f"got input shape {tuple(input_shape)}"
         )
@@ -36,16 +38,16 @@ def signal_shape(name: str, input_shape: tuple[int, ...], min_length: int = 1) -
     """(channels, length) of a 1-D convolutional net's input; a bare (length,) means one channel."""
     _positive(name, input_shape)
     if len(input_shape) not in (1, 2):
-        raise ValueError(
+        raise ConfigError(
             f"model {name!r} is a 1-D convolutional network and needs signal input (length,) or "
             f"(channels, length), e.g. (40,); got input shape {tuple(input_shape)}"
         )
     c, length = (1, input_shape[0]) if len(input_shape) == 1 else input_shape
     if length < min_length:
-        raise ValueError(f"model {name!r} needs signals of length >= {min_length}; got {tuple(input_shape)}")
+        raise ConfigError(f"model {name!r} needs signals of length >= {min_length}; got {tuple(input_shape)}")
     return c, length
 
 
 def _positive(name: str, input_shape: tuple[int, ...]) -> None:
     if len(input_shape) == 0 or any(int(d) != d or d < 1 for d in input_shape):
-        raise ValueError(f"model {name!r}: input shape must be positive integers, got {tuple(input_shape)}")
+        raise ConfigError(f"model {name!r}: input shape must be positive integers, got {tuple(input_shape)}")

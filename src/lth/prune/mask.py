@@ -14,9 +14,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from lth.errors import UserError
+from lth.fileio import damaged, load_weights, read_json, write_bytes, write_json
 
-class MaskError(ValueError):
-    """A mask does not fit the model or the other mask it is used with."""
+
+class MaskError(UserError, ValueError):
+    """A mask does not fit the model or the other mask it is used with, or a mask file is not a mask."""
 
 
 class Mask(Mapping[str, torch.Tensor]):
@@ -135,28 +138,41 @@ class Mask(Mapping[str, torch.Tensor]):
 
     # -- persistence -----------------------------------------------------------------------------------
     def save(self, path: str | Path) -> None:
-        """Write `path` (.safetensors) and a readable summary next to it (.json)."""
-        from safetensors.torch import save_file
+        """Write `path` (.safetensors) and a readable summary next to it (.json), each atomically."""
+        from safetensors.torch import save
 
         path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({n: t.to(torch.uint8).contiguous().cpu() for n, t in self._t.items()}, str(tmp))
-        tmp.replace(path)
-        path.with_suffix(".json").write_text(json.dumps(self.summary(), indent=1))
+        write_bytes(path, save({n: t.to(torch.uint8).contiguous().cpu() for n, t in self._t.items()}))
+        write_json(path.with_suffix(".json"), self.summary())
 
     @classmethod
     def load(cls, path: str | Path, model: nn.Module | None = None) -> "Mask":
-        """Read a mask; with `model`, check that it was made for that model's shapes."""
-        from safetensors.torch import load_file
-
+        """Read a mask; with `model`, check that it covers exactly that model's prunable weights, in their
+        shapes. A file that is not a mask (a weights file, a damaged file) is refused, naming the file."""
         path = Path(path)
         if not path.exists():
-            raise FileNotFoundError(f"no mask file at {path}")
-        tensors = load_file(str(path))
+            raise MaskError(f"no mask file at {path}")
+        fix = "Delete it (and the trainings that used it) to recompute it, or point at another mask."
+        tensors = load_weights(path, fix=fix)
+        for n, t in tensors.items():
+            if t.dtype not in (torch.uint8, torch.bool) or bool(((t != 0) & (t != 1)).any()):
+                raise MaskError(f"{path} is not a mask: tensor {n!r} holds values other than 0 and 1 "
+                                f"({t.dtype}); was a weights file given where a mask was expected?")
         # safetensors does not keep insertion order; the JSON summary does.
         meta = path.with_suffix(".json")
-        order = list(json.loads(meta.read_text())["layers"]) if meta.exists() else sorted(tensors)
+        order = sorted(tensors)
+        if meta.exists():
+            layers = read_json(meta, fix).get("layers")
+            if not isinstance(layers, dict) or sorted(layers) != order:
+                raise damaged(meta, "its layers do not match the mask's tensors", fix)
+            order = list(layers)
         mask = cls({n: tensors[n].bool() for n in order})
         if model is not None:
             mask.check_fits(model)
+            from lth.models import prunable_names
+
+            missing = [n for n in prunable_names(model) if n not in mask]
+            if missing:
+                raise MaskError(f"{path} has no tensor for prunable weight(s) {', '.join(missing)} of the model; "
+                                "was it made for another model?")
         return mask

@@ -36,16 +36,45 @@ def pm_schedule(sizes: Mapping[str, int], rates: Mapping[str, float] | float, le
     """P_m (percent of all prunable weights remaining) at levels 0..levels.
 
     `rates` per layer means layer-wise pruning; a single float means global pruning over `pruned` (default:
-    every layer in `sizes`).
+    every layer in `sizes`). Each level is one more round from the previous one (linear in `levels`).
     """
     total = sum(sizes.values())
     out = []
     if isinstance(rates, Mapping):
+        kept = dict(sizes)
         for level in range(levels + 1):
-            out.append(100 * sum(kept_after(sizes, rates, level).values()) / total)
+            if level:
+                kept = kept_after(kept, rates, 1)
+            out.append(100 * sum(kept.values()) / total)
     else:
         pruned = list(sizes) if pruned is None else pruned
         fixed = total - sum(sizes[n] for n in pruned)
+        kept_pruned = sum(sizes[n] for n in pruned)
         for level in range(levels + 1):
-            out.append(100 * (fixed + global_kept_after(sum(sizes[n] for n in pruned), rates, level)) / total)
+            if level:
+                kept_pruned = global_kept_after(kept_pruned, rates, 1)
+            out.append(100 * (fixed + kept_pruned) / total)
     return out
+
+
+def useful_levels(sizes: Mapping[str, int], rates: Mapping[str, float] | float, pruned: list[str] | None = None,
+                  limit: int = 10_000) -> int:
+    """The last level at which P_m still changes: beyond it, round(p × remaining) rounds to 0 in every
+    layer, so further levels would retrain the same sparsity."""
+    total = sum(sizes.values())
+    if isinstance(rates, Mapping):
+        kept = dict(sizes)
+        for level in range(1, limit + 1):
+            nxt = kept_after(kept, rates, 1)
+            if nxt == kept:
+                return level - 1
+            kept = nxt
+    else:
+        pruned = list(sizes) if pruned is None else pruned
+        kept_pruned = sum(sizes[n] for n in pruned)
+        for level in range(1, limit + 1):
+            nxt = global_kept_after(kept_pruned, rates, 1)
+            if nxt == kept_pruned:
+                return level - 1
+            kept_pruned = nxt
+    return limit if total else 0

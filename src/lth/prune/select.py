@@ -1,4 +1,4 @@
-"""Selection: turn scores into a mask, layer-wise or globally.
+"""Selection: turn a criterion's scores into a mask, layer-wise or globally.
 
 Only weights the current mask keeps compete; the pruned ones stay pruned. Ties are broken
 deterministically by position (a stable sort), so the same weights always give the same mask.
@@ -14,9 +14,10 @@ import torch
 from torch import nn
 
 from lth.config import PruneConfig
+from lth.errors import ConfigError
 from lth.prune.mask import Mask
 from lth.prune.schedule import global_kept_after, kept_after
-from lth.prune.scores import SCORES
+from lth.prune.criteria import CriterionContext, get_criterion
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,11 @@ class PrunePlan:
         sizes = {n: params[n].numel() for n in names}
         for pattern in cfg.exclude:
             if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-                raise ValueError(f"--prune.exclude pattern {pattern!r} matches no prunable weight; "
+                raise ConfigError(f"--prune.exclude pattern {pattern!r} matches no prunable weight; "
                                  f"prunable weights: {', '.join(names)}")
         included = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in cfg.exclude)]
         if not included:
-            raise ValueError("--prune.exclude excludes every prunable weight: nothing left to prune")
+            raise ConfigError("--prune.exclude excludes every prunable weight: nothing left to prune")
         if cfg.strategy == "global":
             return cls("global", {n: cfg.rate for n in included}, sizes)
         out = output_name(model)
@@ -76,12 +77,24 @@ def _keep_top(scores: torch.Tensor, alive: torch.Tensor, k: int) -> torch.Tensor
 
 
 def prune(weights: Mapping[str, torch.Tensor], mask: Mask, plan: PrunePlan, *, rounds: int = 1,
-          score: str = "magnitude", generator: torch.Generator | None = None) -> Mask:
-    """The mask after `rounds` rounds of pruning `weights` (already-pruned weights stay pruned)."""
-    if score not in SCORES:
-        raise ValueError(f"unknown pruning score {score!r}; known: {', '.join(SCORES)}")
-    scores = SCORES[score]({n: weights[n] for n in plan.pruned}, generator)
-    counts = plan.target_counts(mask, rounds)
+          criterion: str = "magnitude", generator: torch.Generator | None = None,
+          context: CriterionContext | None = None) -> Mask:
+    """The mask after `rounds` rounds of pruning (already-pruned weights stay pruned): `criterion` scores the
+    weights, and the plan's rates (layer-wise or global) say how many of the top scores each round keeps.
+
+    `context` gives criteria that need more than `weights` (θ_0, the model, data) what they need; without
+    it, a context of `weights`, `mask` and `generator` is made."""
+    score = get_criterion(criterion)
+    if context is None:
+        context = CriterionContext(weights=dict(weights), mask=mask, names=plan.pruned,
+                                   generator=generator if generator is not None else torch.Generator().manual_seed(0))
+    scores = score(context)
+    return select(scores, mask, plan, plan.target_counts(mask, rounds))
+
+
+def select(scores: Mapping[str, torch.Tensor], mask: Mask, plan: PrunePlan, counts: dict[str, int] | int) -> Mask:
+    """The mask keeping the `counts` highest-scoring alive weights: per layer (a dict), or over all of the
+    plan's pruned layers together (an int, global selection)."""
     new = {n: t.clone() for n, t in mask.items()}
     if plan.strategy == "global":
         flat_s = torch.cat([scores[n].flatten() for n in plan.pruned])

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lth.errors import ConfigError, RunFolderError
 from lth.report import figures as F
 from lth.report import masks as M
 from lth.report.html import page
@@ -51,10 +52,10 @@ def build_report(runs: list[Path], out: str | Path | None = None, *, curve_level
                  weight_level: int = 0) -> Report:
     paths = [Path(r) for r in runs]
     if not paths:
-        raise ValueError("no run folders given")
+        raise ConfigError("no run folders given: lth report RUN [RUN ...]")
     loaded = [load_run(p) for p in paths]
     if not any(r.summaries for r in loaded):
-        raise ValueError(f"nothing to report: no finished trainings in {', '.join(map(str, paths))} "
+        raise RunFolderError(f"nothing to report: no finished trainings in {', '.join(map(str, paths))} "
                          "(a training is finished once its summary.json is written; run or resume `lth run`)")
     notes = [f"{r.root}: no finished trainings yet; left out" for r in loaded if not r.summaries]
     data = [r for r in loaded if r.summaries]

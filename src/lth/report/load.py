@@ -1,10 +1,11 @@
-"""Read a run folder once into a small dataclass: config, finished summaries, their aggregate rows, and what
-is missing. Masks and weights are not read here (they can be large); masks.py streams them level by level.
+"""Read a run folder once, through its RunStore, into a small dataclass: config, finished summaries, their
+aggregate rows, and what is missing. Masks and weights are not read here (they can be large); masks.py
+streams them level by level.
 """
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import json
 import math
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -13,15 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from lth.lottery.branches import branch_names
-from lth.lottery.results import aggregate
-from lth.store import PLAN_FILE
+from lth.experiments import EXPERIMENTS
+from lth.experiments.results import aggregate
+from lth.names import display_branch
+from lth.store import RunStore, Unit
 
 
 @dataclass
 class RunData:
-    root: Path
+    store: RunStore
     config: dict[str, Any]
+    experiment: str
     summaries: list[dict[str, Any]]
     rows: list[dict[str, Any]]  # aggregate(summaries): one per (level, branch)
     levels: list[int]  # levels expected by the config (or found, when the config cannot say)
@@ -29,6 +32,10 @@ class RunData:
     missing: list[str] = field(default_factory=list)  # readable lines, e.g. "level 3: reinit missing for replicate 1"
     label: str = ""  # what differs from the other runs in the report (set by label_runs)
     _metrics: dict[Path, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def root(self) -> Path:
+        return self.store.root
 
     @property
     def name(self) -> str:
@@ -39,7 +46,7 @@ class RunData:
         return {r["level"]: r["remaining_percent"] for r in self.rows}
 
     def row(self, level: int, branch: str) -> dict[str, Any] | None:
-        branch = "dense" if level == 0 else branch
+        branch = display_branch(level, branch)
         return next((r for r in self.rows if r["level"] == level and r["branch"] == branch), None)
 
     def branches(self) -> list[str]:
@@ -51,63 +58,62 @@ class RunData:
         return seen
 
     def unit_dir(self, replicate: int, level: int, branch: str) -> Path:
-        return self.root / f"rep{replicate}" / f"level{level:02d}" / branch
+        return self.store.unit_dir(Unit(replicate, level, branch))
 
     def mask_path(self, replicate: int, level: int) -> Path:
-        return self.root / f"rep{replicate}" / f"level{level:02d}" / "mask.safetensors"
+        return self.store.mask_path(replicate, level)
+
+    def init_path(self, replicate: int) -> Path:
+        return self.store.init_path(replicate)
+
+    def final_path(self, replicate: int, level: int, branch: str) -> Path:
+        return self.store.final_path(Unit(replicate, level, branch))
 
     def metrics(self, replicate: int, level: int, branch: str) -> dict[str, np.ndarray] | None:
-        # Cached per RunData (not process-wide): a run in progress gains files between two reports.
-        path = self.unit_dir(replicate, level, branch) / "metrics.csv"
-        if path not in self._metrics:
-            self._metrics[path] = _read_metrics(path)
-        return self._metrics[path]
-
-
-def _read_metrics(path: Path) -> dict[str, np.ndarray] | None:
-    """metrics.csv as float columns; an empty cell (not measured at that step) becomes NaN."""
-    if not path.exists():
-        return None
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
-        return None
-    return {k: np.array([float(r[k]) if r[k] not in ("", None) else math.nan for r in rows]) for k in rows[0]}
+        """A training's metrics as float columns (NaN where a value was not measured); None without any.
+        Cached per RunData (not process-wide): a run in progress gains files between two reports."""
+        unit = Unit(replicate, level, branch)
+        if unit not in self._metrics:
+            rows = self.store.metrics(unit)
+            self._metrics[unit] = {k: np.array([math.nan if r[k] is None else r[k] for r in rows]) for k in rows[0]} \
+                if rows else None
+        return self._metrics[unit]
 
 
 def load_run(path: str | Path) -> RunData:
-    root = Path(path)
-    if not root.exists():
-        raise FileNotFoundError(f"run folder {root} does not exist")
-    cfg_path = root / "config.json"
-    if not cfg_path.exists():
-        raise ValueError(f"{root} is not an lth run folder (no config.json); give a folder printed by `lth run`")
-    config = json.loads(cfg_path.read_text())["config"]
-    # rep[0-9]*, not rep*: the default report folder (<run>/report) also starts with "rep".
-    paths = sorted(root.glob("rep[0-9]*/level[0-9]*/*/summary.json"))
-    summaries = sorted((json.loads(p.read_text()) for p in paths),
-                       key=lambda s: (s["replicate"], s["level"], s["branch"]))
+    store = RunStore.open(path)
+    record = store.record()
+    config, name = record["config"], record["experiment"]
+    summaries = [s.to_dict() for s in store.summaries()]
     lot = config.get("lottery", {})
     replicates = list(range(int(lot.get("replicates", 1))))
-    found_levels = sorted({int(p.name[5:]) for p in root.glob("rep[0-9]*/level[0-9]*") if p.is_dir()}
-                          | {s["level"] for s in summaries})
-    # The IMP driver records the levels it runs (PLAN_FILE); without that record (an older run), the config
+    found_levels = sorted(set(store.levels_on_disk()) | {s["level"] for s in summaries})
+    # The IMP driver records the levels it runs (plan.json); without that record (an older run), the config
     # says how many levels there are unless a target P_m set them, and then only the levels on disk are known.
     # Levels on disk beyond the latest request (an earlier, longer one) are reported too.
-    plan_path = root / PLAN_FILE
-    if plan_path.exists():
-        planned = range(len(json.loads(plan_path.read_text())["pm_percent"]))
-    elif lot.get("target_pm") is None and "levels" in lot:
+    plan = store.plan()
+    if plan is not None and isinstance(plan.get("pm_percent"), list):
+        planned = range(len(plan["pm_percent"]))
+    elif name == "imp" and lot.get("target_pm") is None and "levels" in lot:
         planned = range(int(lot["levels"]) + 1)
+    elif name == "train":
+        planned = range(1)
     else:
         planned = range(0)
     levels = sorted(set(planned) | set(found_levels))
-    run = RunData(root, config, summaries, aggregate(summaries), levels, replicates)
-    run.missing = missing_lines(run, tuple(lot.get("controls", ())), int(lot.get("reinit_draws", 1)))
+    run = RunData(store, config, name, summaries, aggregate(summaries), levels, replicates)
+    run.missing = missing_lines(run)
     return run
 
 
-def missing_lines(run: RunData, controls: tuple[str, ...], reinit_draws: int) -> list[str]:
+def expected_branches(run: RunData, level: int) -> list[str]:
+    experiment = EXPERIMENTS.get(run.experiment)
+    if experiment is None or experiment.branches is None:
+        return []
+    return experiment.branches(run.config, level)
+
+
+def missing_lines(run: RunData) -> list[str]:
     """What the config asks for that has no summary.json yet, one line per level (empty levels merged)."""
     done = {(s["replicate"], s["level"], s["branch"]) for s in run.summaries}
     lines, empty = [], []
@@ -120,7 +126,7 @@ def missing_lines(run: RunData, controls: tuple[str, ...], reinit_draws: int) ->
 
     for level in run.levels:
         parts = []
-        expected = branch_names(level, controls, reinit_draws)
+        expected = expected_branches(run, level)
         if not any((r, level, b) in done for r in run.replicates for b in expected):
             empty.append(level)
             continue
@@ -129,7 +135,7 @@ def missing_lines(run: RunData, controls: tuple[str, ...], reinit_draws: int) ->
             lost = [r for r in run.replicates if (r, level, b) not in done]
             if lost:
                 who = "replicate" if len(lost) == 1 else "replicates"
-                parts.append(f"{'dense' if level == 0 else b} missing for {who} {','.join(map(str, lost))}")
+                parts.append(f"{display_branch(level, b)} missing for {who} {','.join(map(str, lost))}")
         if parts:
             lines.append(f"level {level}: " + "; ".join(parts))
     flush()
@@ -140,19 +146,21 @@ def missing_lines(run: RunData, controls: tuple[str, ...], reinit_draws: int) ->
 
 def _local_keys() -> set[str]:
     """Dotted config keys that say where/how, not what (hash=False): never a difference worth a label."""
-    from lth.config import ExperimentConfig
-
     out: set[str] = set()
 
     def walk(cls: Any, prefix: str) -> None:
         for f in fields(cls):
             default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
-            if is_dataclass(default):
+            local = not f.metadata.get("hash", True)
+            if is_dataclass(default) and local:  # a whole local section (compute)
+                out.update(prefix + f.name + "." + k for k in flatten(dataclasses.asdict(default)))
+            elif is_dataclass(default):
                 walk(type(default), prefix + f.name + ".")
-            elif not f.metadata.get("hash", True):
+            elif local:
                 out.add(prefix + f.name)
 
-    walk(ExperimentConfig, "")
+    for experiment in EXPERIMENTS.values():
+        walk(experiment.config, "")
     return out
 
 

@@ -7,7 +7,7 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from lth.lottery.results import COLUMNS
+from lth.experiments.results import COLUMNS
 from lth.report.load import RunData
 
 # Summary fields lth's trainer writes besides COLUMNS: kept in the CSV, left out of the readable table.

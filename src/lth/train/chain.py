@@ -5,7 +5,7 @@ small one pays dispatcher, autograd-engine and Python costs. Written out, a step
 oneDNN, lth.train.kernels, with bias and ReLU fused into the forward ones) and a handful of elementwise
 operations. The trainer calls `Chain.train_step`, which computes the loss and every gradient directly and
 never builds an autograd graph; calling a Chain gives the logits (one autograd node when a gradient is
-wanted). benchmarks/throughput.py measures it (LTH_CHAIN=0 turns it off).
+wanted). benchmarks/throughput.py measures it (`--compute.chain false` turns it off).
 
 It computes exactly the module's function: `chain_layers` accepts only lth's MLP with plain nn.Linear
 layers, no active dropout and no hooks; everything else takes the module's own forward. Results match
@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from lth.train.kernels import MIN_FLOPS, env_switch, onednn_available
+from lth.train.kernels import MIN_FLOPS, onednn_available
 
 
 def chain_layers(model: nn.Module) -> list[nn.Linear] | None:
@@ -50,7 +50,7 @@ def _has_hooks(model: nn.Module) -> bool:
 
 
 def _usable_layers(model: nn.Module, device: torch.device | str) -> list[nn.Linear] | None:
-    if not env_switch("LTH_CHAIN", True) or torch.device(device).type != "cpu":
+    if torch.device(device).type != "cpu":
         return None
     if any(p.dtype != torch.float32 for p in model.parameters()):
         return None
@@ -58,8 +58,8 @@ def _usable_layers(model: nn.Module, device: torch.device | str) -> list[nn.Line
 
 
 def chain_usable(model: nn.Module, device: torch.device | str) -> bool:
-    """Whether training `model` on `device` goes through this module: a CPU float32 lth MLP (chain_layers),
-    unless LTH_CHAIN=0."""
+    """Whether training `model` on `device` can go through this module: a CPU float32 lth MLP
+    (chain_layers)."""
     return _usable_layers(model, device) is not None
 
 
@@ -173,9 +173,10 @@ class Chain:
         return loss, logits
 
 
-def chain_for(model: nn.Module, device: torch.device | str) -> Chain | None:
-    """`model` as a Chain where `chain_usable`, else None. Gradients reach the model's parameters."""
+def chain_for(model: nn.Module, device: torch.device | str, kernels: str = "auto") -> Chain | None:
+    """`model` as a Chain where `chain_usable`, else None. Gradients reach the model's parameters; `kernels`
+    is `--compute.kernels` (whether the products may use oneDNN)."""
     layers = _usable_layers(model, device)
     if layers is None:
         return None
-    return Chain(layers, onednn_available())
+    return Chain(layers, onednn_available(kernels))

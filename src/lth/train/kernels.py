@@ -11,13 +11,12 @@ It is a TorchFunctionMode entered around the model's forward pass only (never ar
 bookkeeping, where it would only add overhead); the model itself is not touched. Anything it does not
 handle (other devices, other dtypes, tensor subclasses, a weight that is not 2-D) goes to `F.linear` as
 before. It is checked once per process against `F.linear` and turned off if oneDNN is missing or disagrees.
-LTH_ONEDNN=0 turns it off.
+`--compute.kernels torch` turns it off; `--compute.kernels onednn` requires it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 
 import torch
 import torch.nn.functional as F
@@ -80,26 +79,20 @@ class _OneDNNLinear(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def env_switch(name: str, default: bool) -> bool:
-    """An on/off environment switch such as LTH_ONEDNN: 0/false/no/off or 1/true/yes/on; unset: `default`.
-    Anything else is refused, so that a typo does not silently leave a switch in its default state."""
-    text = os.environ.get(name, "").strip().lower()
-    if text == "":
-        return default
-    if text in ("0", "false", "no", "off"):
-        return False
-    if text in ("1", "true", "yes", "on"):
-        return True
-    raise ValueError(f"{name}={os.environ[name]!r} is not a switch; set it to 0 (off) or 1 (on), or unset it")
-
-
-def onednn_available() -> bool:
-    """oneDNN's linear is present, not turned off (LTH_ONEDNN=0), and agrees with F.linear (checked once)."""
+def onednn_available(kernels: str = "auto") -> bool:
+    """Whether fully connected products go through oneDNN under the `--compute.kernels` setting: never for
+    "torch"; otherwise when oneDNN's linear is present and agrees with F.linear (checked once per process).
+    "onednn" makes its absence an error instead of a silent fallback."""
     global _available
-    if not env_switch("LTH_ONEDNN", True):
+    if kernels == "torch":
         return False
     if _available is None:
         _available = _probe()
+    if kernels == "onednn" and not _available:
+        from lth.errors import ConfigError
+
+        raise ConfigError("--compute.kernels onednn: oneDNN's linear is not available in this PyTorch build "
+                          "(or disagrees with F.linear); use --compute.kernels auto or torch")
     return _available
 
 
@@ -127,8 +120,9 @@ def _probe_products() -> bool:
         return False
 
 
-def fast_kernels(device: torch.device | str = "cpu") -> contextlib.AbstractContextManager:
-    """A context for the model's forward pass: oneDNN linear layers on the CPU where available, else nothing."""
-    if torch.device(device).type == "cpu" and onednn_available():
+def fast_kernels(device: torch.device | str = "cpu", kernels: str = "auto") -> contextlib.AbstractContextManager:
+    """A context for the model's forward pass: oneDNN linear layers on the CPU where available and not turned
+    off by `kernels`, else nothing."""
+    if torch.device(device).type == "cpu" and onednn_available(kernels):
         return _OneDNNLinear()
     return contextlib.nullcontext()

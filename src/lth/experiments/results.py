@@ -9,6 +9,9 @@ import math
 from collections import defaultdict
 from typing import Any
 
+from lth.names import RANDOM_PRUNE, REINIT, TICKET, display_branch, is_reinit
+from lth.records import Summary
+
 # (summary key, column title, scale, format): accuracies are shown in percent.
 COLUMNS = (
     ("early_stop_step", "ES iter", 1, "{:.0f}"),
@@ -17,27 +20,28 @@ COLUMNS = (
     ("final_train_acc", "train@end", 100, "{:.1f}"),
     ("final_test_acc", "test@end", 100, "{:.1f}"),
 )
-BRANCH_ORDER = {"ticket": 0, "reinit": 1, "random_prune": 9}
+BRANCH_ORDER = {TICKET: 0, REINIT: 1, RANDOM_PRUNE: 9}
 
 
-def _branch_key(branch: str) -> tuple[int, str]:
-    return (BRANCH_ORDER.get(branch, 5 if branch.startswith("reinit") else 8), branch)
+def branch_key(branch: str) -> tuple[int, str]:
+    """Sort key of branches: the ticket, its reinit draws, other controls, random pruning last."""
+    return (BRANCH_ORDER.get(branch, 5 if is_reinit(branch) else 8), branch)
 
 
-def aggregate(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def aggregate(summaries: list[Summary | dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (level, branch): replicates, P_m and {key: {mean, min, max}} of every numeric field."""
-    groups: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)
+    groups: dict[tuple[int, str], list[Summary]] = defaultdict(list)
     for s in summaries:
-        groups[s["level"], s["branch"]].append(s)
+        s = s if isinstance(s, Summary) else Summary.from_dict(s)
+        groups[s.level, s.branch].append(s)
     rows = []
-    for (level, branch), items in sorted(groups.items(), key=lambda kv: (kv[0][0], _branch_key(kv[0][1]))):
-        row: dict[str, Any] = {"level": level, "branch": "dense" if level == 0 else branch,
-                               "replicates": sorted(s["replicate"] for s in items),
-                               "remaining_percent": items[0]["remaining_percent"]}
-        keys = [k for k, v in items[0].items()
-                if isinstance(v, (int, float)) and k not in ("replicate", "level", "remaining_percent")]
-        for k in keys:
-            vals = [float(s[k]) for s in items if isinstance(s.get(k), (int, float))]
+    for (level, branch), items in sorted(groups.items(), key=lambda kv: (kv[0][0], branch_key(kv[0][1]))):
+        row: dict[str, Any] = {"level": level, "branch": display_branch(level, branch),
+                               "replicates": sorted(s.replicate for s in items),
+                               "remaining_percent": items[0].remaining_percent}
+        numbers = [s.numbers() for s in items]
+        for k in numbers[0]:
+            vals = [float(n[k]) for n in numbers if k in n]
             vals = [v for v in vals if not math.isnan(v)]
             if vals:
                 row[k] = {"mean": sum(vals) / len(vals), "min": min(vals), "max": max(vals)}
@@ -45,7 +49,7 @@ def aggregate(summaries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def level_rows(summaries: list[dict[str, Any]], level: int) -> list[dict[str, Any]]:
+def level_rows(summaries: list[Summary | dict[str, Any]], level: int) -> list[dict[str, Any]]:
     return [r for r in aggregate(summaries) if r["level"] == level]
 
 
@@ -76,7 +80,7 @@ def format_level(rows: list[dict[str, Any]], header: bool = False) -> str:
     return "\n".join(lines)
 
 
-def format_table(summaries: list[dict[str, Any]]) -> str:
+def format_table(summaries: list[Summary | dict[str, Any]]) -> str:
     rows = aggregate(summaries)
     levels = sorted({r["level"] for r in rows})
     return "\n".join(format_level([r for r in rows if r["level"] == lv], header=i == 0) for i, lv in enumerate(levels))

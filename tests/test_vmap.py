@@ -7,11 +7,12 @@ from dataclasses import replace
 import pytest
 import torch
 
-from lth.config import TrainConfig
-from lth.lottery import run_imp
+from lth.config import ComputeConfig, TrainConfig
+from lth.experiments import run_imp
 from lth.prune import Mask
-from lth.train import Hooks, train
-from lth.train.batched import Member, batch_groups, batch_limit, train_batched, why_not_batchable
+from lth.train import Hooks, Member, train, train_batched
+from lth.train.loop import read_resume_state
+from lth.train.vmap import batch_groups, why_not_batchable
 
 CFG = TrainConfig(optimizer="adam", lr=3e-3, batch_size=50, budget="100it", eval_every="25it")
 
@@ -78,8 +79,11 @@ class Killed(Exception):
     pass
 
 
-def test_save_at_and_resume_in_groups_by_step_equals_uninterrupted(data, tmp_path, monkeypatch, mlp):
-    monkeypatch.setenv("LTH_BATCH", "16")
+def resume_steps(hooks):
+    return [None if (s := read_resume_state(h.resume_path)) is None else s["step"] for h in hooks]
+
+
+def test_save_at_and_resume_in_groups_by_step_equals_uninterrupted(data, tmp_path, mlp):
     models, cfgs, masks = three(data, mlp)
     clean = [copy.deepcopy(m) for m in models]
     saved = {}
@@ -92,7 +96,7 @@ def test_save_at_and_resume_in_groups_by_step_equals_uninterrupted(data, tmp_pat
     paths = [tmp_path / f"job{k}" / "resume.pt" for k in range(3)]
 
     def run(kill_at=None):
-        """One pass over the jobs as DatasetBackend groups them; a hook kills it at `kill_at`."""
+        """One pass over the jobs as the local executor groups them; a hook kills it at `kill_at`."""
         fresh = [mlp(data, seed=99) for _ in range(3)]  # resumed weights must come from the states
         for f, m, p in zip(fresh, models, paths):
             if not p.exists():
@@ -101,7 +105,7 @@ def test_save_at_and_resume_in_groups_by_step_equals_uninterrupted(data, tmp_pat
         if kill_at is not None:
             hk[0].save_at[kill_at] = lambda s, m: (_ for _ in ()).throw(Killed())
         out = {}
-        for group in batch_groups(fresh, cfgs, [0] * 3, hk):
+        for group in batch_groups(fresh, cfgs, [0] * 3, resume_steps(hk), 16):
             res = train_batched([Member(fresh[i], cfgs[i], masks[i], hk[i]) for i in group], data, progress=False)
             out.update(zip(group, res))
         return fresh, out
@@ -113,7 +117,7 @@ def test_save_at_and_resume_in_groups_by_step_equals_uninterrupted(data, tmp_pat
         run(kill_at=60)  # states at step 50
     # As if killed while writing the three states: job 2's is still the one of step 25.
     shutil.copy(tmp_path / "old.pt", paths[2])
-    assert len(batch_groups(models, cfgs, [0] * 3, [Hooks(resume_path=p) for p in paths])) == 2
+    assert len(batch_groups(models, cfgs, [0] * 3, resume_steps([Hooks(resume_path=p) for p in paths]), 16)) == 2
     final, out = run()
     for k in range(3):
         assert out[k].metrics == ref[k].metrics and out[k].summary == ref[k].summary
@@ -135,33 +139,30 @@ def test_a_batched_checkpoint_resumes_alone(data, tmp_path, mlp):
         assert same_row(row, ref_row), (row, ref_row)
 
 
-def test_grouping_rules_and_fallbacks(data, monkeypatch, mlp):
+def test_grouping_rules_and_fallbacks(data, mlp):
     plain, other, drop = mlp(data, 0), mlp(data, 1), mlp(data, 2, dropout=0.3)
     assert why_not_batchable(plain) is None and "dropout" in why_not_batchable(drop)
     assert "buffers" in why_not_batchable(torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2)))
     models = [plain, other, drop, copy.deepcopy(plain), copy.deepcopy(plain)]
     cfgs = [CFG, replace(CFG, data_seed=5), CFG, replace(CFG, lr=1e-3), CFG]
     starts = [0, 0, 0, 0, 20]
-    hooks = [None] * 5
-    monkeypatch.setenv("LTH_BATCH", "8")
+    resumes = [None] * 5
     # data_seed may differ; dropout trains alone; another lr or start step is another pass.
-    assert batch_groups(models, cfgs, starts, hooks) == [[0, 1], [2], [3], [4]]
-    monkeypatch.setenv("LTH_BATCH", "1")
-    assert batch_groups(models, cfgs, starts, hooks) == [[0], [1], [2], [3], [4]]
-    monkeypatch.setenv("LTH_BATCH", "0")
-    assert batch_limit("cuda") == 0
-    monkeypatch.delenv("LTH_BATCH")
-    assert batch_limit("cpu") == 0 and batch_limit("cuda") > 1  # auto: batched on GPUs only
+    assert batch_groups(models, cfgs, starts, resumes, 8) == [[0, 1], [2], [3], [4]]
+    assert batch_groups(models, cfgs, starts, resumes, 1) == [[0], [1], [2], [3], [4]]
+    assert batch_groups(models, cfgs, starts, [None, 5, None, None, None], 8) == [[0], [1], [2], [3], [4]]
+    assert ComputeConfig(batch="0").batch_limit("cuda") == 0 and ComputeConfig(batch="4").batch_limit("cpu") == 4
+    auto = ComputeConfig()
+    assert auto.batch_limit("cpu") == 0 and auto.batch_limit("cuda") > 1  # auto: batched on GPUs only
     with pytest.raises(ValueError, match="share their train config"):
         train_batched([Member(mlp(data), CFG), Member(mlp(data), cfgs[3])], data, progress=False)
 
 
-def test_imp_with_batched_levels_matches_one_at_a_time(tiny_cfg, monkeypatch):
+def test_imp_with_batched_levels_matches_one_at_a_time(tiny_cfg):
     quiet = lambda *_: None  # noqa: E731
-    monkeypatch.setenv("LTH_BATCH", "0")
-    seq = run_imp(replace(tiny_cfg, out_dir=tiny_cfg.out_dir + "-seq"), progress=False, log=quiet).summaries()
-    monkeypatch.setenv("LTH_BATCH", "16")
-    store = run_imp(tiny_cfg, progress=False, log=quiet)
+    seq = run_imp(replace(tiny_cfg, out_dir=tiny_cfg.out_dir + "-seq", compute=ComputeConfig(batch="0")),
+                  progress=False, log=quiet).summaries()
+    store = run_imp(replace(tiny_cfg, compute=ComputeConfig(batch="16")), progress=False, log=quiet)
     bat = store.summaries()
     assert [(s["level"], s["branch"]) for s in bat] == [(s["level"], s["branch"]) for s in seq]
     for a, b in zip(bat, seq):
