@@ -160,7 +160,7 @@ def _zeroed(state: Mapping[str, torch.Tensor], mask: Mask) -> dict[str, torch.Te
 
 def _to_csr(weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
     """CSR of the kept weights of `weight` viewed as out × rest. The pattern comes from the mask (so it is
-    the mask, whatever the values); int32 indices, as MKL's sparse kernels take them, while they fit."""
+    the mask, whatever the values); int32 indices (half the bytes of int64) while they fit."""
     w2 = weight.detach().reshape(weight.shape[0], -1)
     k2 = keep.to(w2.device).reshape(w2.shape)
     index = torch.int32 if k2.numel() < 2**31 else torch.int64
@@ -283,6 +283,7 @@ def _check_sparse_layers(model: nn.Module, names) -> None:
 
 
 def _sparse_supported(module: nn.Module) -> bool:
+    """Layers SparseLinear / SparseConv compute exactly as the module does (F.unfold has no other padding)."""
     if isinstance(module, nn.Linear):
         return True
     return (isinstance(module, (nn.Conv1d, nn.Conv2d)) and module.groups == 1 and module.padding_mode == "zeros"
@@ -290,8 +291,8 @@ def _sparse_supported(module: nn.Module) -> bool:
 
 
 class SparseLinear(nn.Module):
-    """nn.Linear with its weight in CSR: y = W x + b as one sparse × dense product (addmm) on x transposed,
-    the orientation torch's CPU (MKL) and CUDA (cuSPARSE) kernels take. Inference only (no gradients)."""
+    """nn.Linear with its weight in CSR: y = W x + b as one CSR × dense product (torch.addmm, W on the left)
+    on x transposed (the transposes are views). Inference only (no gradients)."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
         super().__init__()
