@@ -43,6 +43,29 @@ class Mask(Mapping[str, torch.Tensor]):
             raise MaskError(f"model has no parameter(s) {missing}")
         return cls({n: torch.ones_like(params[n], dtype=torch.bool) for n in names})
 
+    @classmethod
+    def from_module(cls, model: nn.Module) -> "Mask":
+        """The masks of a model pruned with `torch.nn.utils.prune`, keyed by the names the parameters had
+        before pruning (`fc1.weight`, not `fc1.weight_orig`), so a model pruned with torch's API can be
+        exported, compared and reported by lth. Only the tensors torch prunes are covered, in module order.
+
+        torch keeps each mask as a `<name>_mask` buffer, applied by a forward pre-hook; the hook (a
+        BasePruningMethod, or a PruningContainer after repeated pruning) names the tensor it prunes."""
+        from torch.nn.utils.prune import BasePruningMethod
+
+        tensors: dict[str, torch.Tensor] = {}
+        for prefix, module in model.named_modules():
+            for hook in module._forward_pre_hooks.values():
+                if isinstance(hook, BasePruningMethod):
+                    attr = hook._tensor_name
+                    tensors[f"{prefix}.{attr}" if prefix else attr] = getattr(module, f"{attr}_mask").detach() != 0
+        if not tensors:
+            raise MaskError(f"{type(model).__name__} has no tensor pruned with torch.nn.utils.prune (no "
+                            "<name>_mask buffer with its forward pre-hook); prune it first, e.g. "
+                            "torch.nn.utils.prune.l1_unstructured(model.fc1, 'weight', amount=0.5), or make the "
+                            "mask from tensors: Mask({'fc1.weight': keep})")
+        return cls(tensors)
+
     # -- mapping protocol ----------------------------------------------------------------------------
     def __getitem__(self, name: str) -> torch.Tensor:
         return self._t[name]
