@@ -7,7 +7,6 @@ import dataclasses
 import json
 import subprocess
 import sys
-import warnings
 from dataclasses import field, replace
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from lth import presets
 from lth.config import (ComputeConfig, ImpConfig, RunConfig, TrainConfig, config_hash, hashed_dict, legacy_hash,
                         to_dict)
 from lth.experiments import run_imp
-from lth.store import RunStore, Unit
+from lth.store import Unit
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "lth"
 

@@ -14,6 +14,7 @@ from torch.nn.utils import prune as torch_prune
 
 from lth.config import DataConfig, ExperimentConfig, LotteryConfig, ModelConfig, PruneConfig, TrainConfig
 from lth.data import DATASETS
+from lth.errors import UserError
 from lth.export import (FORMATS, ExportError, SparseConv, SparseLinear, SparseModel, cli, export_model, export_run,
                         load_ticket, mask_path, prepare_for_torch_prune)
 from lth.models import build_model
@@ -223,7 +224,7 @@ def test_bad_requests(run, tmp_path):
     with pytest.raises(ExportError, match="unknown export format 'onnx'; choose one of: dense, torch-prune, sparse"):
         export_run(run.root, 1, fmt="onnx")
     assert FORMATS == ("dense", "torch-prune", "sparse")
-    with pytest.raises(FileNotFoundError, match="not an lth run folder"):
+    with pytest.raises(UserError, match="not an lth run folder"):
         export_run(tmp_path, 1)
     assert not (run.root / "export" / "rep0-level04-ticket-dense.safetensors").exists()
 

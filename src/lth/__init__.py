@@ -14,6 +14,13 @@ Names are imported on first use, so `import lth` (and `lth --help`) does not imp
 from __future__ import annotations
 
 import importlib
+import os
+
+# OpenMP threads that wait for work spin by default, on cores another process needs: two trainings sharing
+# a 2-core machine then ran about 8x slower than alone, instead of 2x (issue 15, benchmarks/concurrency.py).
+# Passive waiting costs little alone. OpenMP reads this when torch loads, hence here, before any torch import
+# of lth's; an explicit setting (or torch imported before lth) wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.2.0"
 

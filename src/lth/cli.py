@@ -36,7 +36,8 @@ def epilog() -> str:
     for e in EXPERIMENTS.values():
         cmd = (e.commands or (e.name,))[0]
         lines.append(f"  lth {cmd} [--preset NAME] [flags]".ljust(38) + e.help)
-    return "commands:\n" + "\n".join(lines) + "\n" + TOOLS + "\nEvery config field is a flag: `lth run --help` lists them."
+    return ("commands:\n" + "\n".join(lines) + "\n" + TOOLS
+            + "\nEvery config field is a flag: `lth run --help` lists them.")
 
 
 EXTRA_HELP = """lth-specific options (before the config flags below):
@@ -69,7 +70,8 @@ def as_config(cfg: RunConfig, cls: type[RunConfig]) -> RunConfig:
     return from_dict(cls, {k: v for k, v in to_dict(cfg).items() if k in names}, base=cls())
 
 
-def resolve_config(argv: list[str], prog: str, cls: type[RunConfig] | None = None) -> tuple[RunConfig, argparse.Namespace]:
+def resolve_config(argv: list[str], prog: str,
+                   cls: type[RunConfig] | None = None) -> tuple[RunConfig, argparse.Namespace]:
     """Preset, then file, then flags: the resolved config of experiment class `cls` (default: IMP's)."""
     import tyro
 

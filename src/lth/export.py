@@ -27,7 +27,6 @@ import argparse
 import copy
 import json
 import math
-import os
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -37,13 +36,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lth.errors import UserError
 from lth.prune.mask import Mask
 
 FORMATS = ("dense", "torch-prune", "sparse")
 SPARSE_LAYERS = "nn.Linear, and nn.Conv1d / nn.Conv2d with groups=1, padding_mode='zeros' and numeric padding"
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
     """An export that cannot be done as asked; the message names the fix."""
 
 
@@ -53,28 +53,24 @@ def _check_format(fmt: str) -> None:
         raise ExportError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
 
 
-def _numbered(folder: Path, prefix: str) -> list[int]:
-    return sorted(int(p.name[len(prefix):]) for p in folder.glob(f"{prefix}*")
-                  if p.is_dir() and p.name[len(prefix):].isdigit())
-
-
 def _final_weights(store, replicate: int, level: int, branch: str) -> Path:
     """The path of the training's final weights, or an error that says what the run does have."""
     from lth.store import Unit
 
-    reps = _numbered(store.root, "rep")
+    reps = sorted({u.replicate for u in store.units()})
     if replicate not in reps:
         raise ExportError(f"run {store.root} has no replicate {replicate}; replicates: "
                           f"{', '.join(map(str, reps)) or 'none yet'}")
-    levels = _numbered(store.rep_dir(replicate), "level")
+    levels = sorted({u.level for u in store.units() if u.replicate == replicate})
     if level not in levels:
         raise ExportError(f"run {store.root} has no level {level} (replicate {replicate}); levels: "
                           f"{', '.join(map(str, levels)) or 'none yet'}")
-    path = store.unit_dir(Unit(replicate, level, branch)) / "final.safetensors"
+    path = store.final_path(Unit(replicate, level, branch))
     if not path.exists():
-        have = sorted(p.parent.name for p in store.level_dir(replicate, level).glob("*/final.safetensors"))
+        have = sorted(u.branch for u in store.units() if (u.replicate, u.level) == (replicate, level)
+                      and store.final_path(u).exists())
         raise ExportError(
-            f"rep{replicate}/level{level:02d}/{branch} of run {store.root} has no final weights: lth keeps them "
+            f"{Unit(replicate, level, branch).key} of run {store.root} has no final weights: lth keeps them "
             "for the ticket (and the dense network) only, not for the controls, and only once trained. "
             f"Branches with final weights at this level: {', '.join(have) or 'none yet'} "
             f"(choose one with --branch)")
@@ -86,8 +82,7 @@ def _run_mask(store, replicate: int, level: int, branch: str, state: Mapping[str
     """The mask the branch trained under: its own (random_prune), the level's, or none (a dense training)."""
     from lth.store import Unit
 
-    for path in (store.unit_dir(Unit(replicate, level, branch)) / "mask.safetensors",
-                 store.level_dir(replicate, level) / "mask.safetensors"):
+    for path in (store.unit_mask_path(Unit(replicate, level, branch)), store.mask_path(replicate, level)):
         if path.exists():
             mask = Mask.load(path)
             break
@@ -117,10 +112,10 @@ def _registered_model(config: dict[str, Any]) -> nn.Module:
 
 def _read_run(run, level: int, branch: str, replicate: int, model: nn.Module | None, need_model: bool):
     """(state, mask, model or None, metadata) of one training of a run, every check done before reading."""
-    from lth.store import RunStore
-    from lth.train.checkpoint import load_weights
+    from lth.fileio import load_weights
+    from lth.store import RunStore, Unit
 
-    store = RunStore(run)
+    store = RunStore.open(run)
     config = store.config()
     final = _final_weights(store, replicate, level, branch)
     name = config["model"]["name"]
@@ -132,7 +127,7 @@ def _read_run(run, level: int, branch: str, replicate: int, model: nn.Module | N
         model = _registered_model(config)
     state = load_weights(final)
     mask = _run_mask(store, replicate, level, branch, state, model, config)
-    meta = {"source": f"{store.root}/rep{replicate}/level{level:02d}/{branch}", "model": json.dumps(config["model"])}
+    meta = {"source": str(store.unit_dir(Unit(replicate, level, branch))), "model": json.dumps(config["model"])}
     if not name.startswith("custom:"):
         from lth.data import DATASETS
 
@@ -173,12 +168,11 @@ def _to_csr(weight: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
 
 def _save(tensors: Mapping[str, torch.Tensor], path: Path, meta: dict[str, str]) -> None:
     """Atomic safetensors write: a kill leaves the old file or the new one, never half of one."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=meta)
-    os.replace(tmp, path)
+    from lth.fileio import write_bytes
+
+    write_bytes(path, save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=meta))
 
 
 def mask_path(path: str | Path) -> Path:

@@ -5,8 +5,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from lth.config import (
+    DataConfig,
+    ImpConfig,
+    LotteryConfig,
+    ModelConfig,
+    PruneConfig,
+    TrainConfig,
+)
 from lth.errors import ConfigError
-from lth.config import DataConfig, ImpConfig, LotteryConfig, ModelConfig, PruneConfig, TrainConfig
 
 
 @dataclass(frozen=True)
@@ -86,7 +93,8 @@ PRESETS: dict[str, Preset] = {
 def get(name: str) -> ImpConfig:
     """The config of a preset, with its name recorded."""
     if name not in PRESETS:
-        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)} (list them with `lth presets`)")
+        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)} "
+                          "(list them with `lth presets`)")
     return replace(PRESETS[name].config, preset=name)
 
 

@@ -15,9 +15,9 @@ from torch import nn
 
 from lth.config import PruneConfig
 from lth.errors import ConfigError
+from lth.prune.criteria import CriterionContext, get_criterion
 from lth.prune.mask import Mask
 from lth.prune.schedule import global_kept_after, kept_after
-from lth.prune.criteria import CriterionContext, get_criterion
 
 
 @dataclass(frozen=True)
