@@ -47,6 +47,9 @@ class DataConfig:
     """Folder with the dataset files (default: $LTH_DATA, else ~/.cache/lth)."""
     download: bool = _local(True)
     """Download missing files (with checksum verification) when online."""
+    context: int = 0
+    """Context length T of a language-modelling dataset: characters per example (0: the dataset's
+    default, 64 for chars)."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,10 @@ class ModelConfig:
     """Channel width of a ResNet's first stage (0: the model's default, 16)."""
     dropout: float = 0.0
     """Dropout rate before each hidden fully connected layer (Conv-2/4/6 and MLPs)."""
+    layers: int = 0
+    """Depth of a sequence model: LSTM layers or Transformer blocks (0: the model's default, 1 and 2)."""
+    heads: int = 0
+    """Attention heads of a Transformer (0: the model's default, 4)."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,8 @@ class PruneConfig:
     exclude: tuple[str, ...] = ()
     """Parameter-name patterns (fnmatch) never pruned, e.g. 'fc*' or '*shortcut*'."""
     score: Literal["magnitude", "random"] = "magnitude"
+    embedding_rate: float | None = None
+    """Layer-wise rate for embedding matrices (None: same as `rate`)."""
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,8 @@ def levels_to_run(cfg: ExperimentConfig, plan: PrunePlan) -> list[float]:
 def check_lottery(cfg: ExperimentConfig) -> None:
     """Refuse bad settings before any work starts."""
     lot, pr = cfg.lottery, cfg.prune
-    for name, rate in (("rate", pr.rate), ("conv_rate", pr.conv_rate), ("output_rate", pr.output_rate)):
+    for name, rate in (("rate", pr.rate), ("conv_rate", pr.conv_rate), ("output_rate", pr.output_rate),
+                       ("embedding_rate", pr.embedding_rate)):
         if rate is not None and not 0 < rate < 1:
             raise ValueError(f"--prune.{name} must be a fraction in (0, 1) of the remaining weights, got {rate}")
     if lot.levels < 0:

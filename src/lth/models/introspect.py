@@ -13,6 +13,8 @@ from torch import nn
 
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_KINDS = ((_CONV, "conv"), (nn.Linear, "linear"), (nn.Embedding, "embedding"), (nn.RNNBase, "recurrent"),
+          (nn.MultiheadAttention, "attention"))
 
 
 def _declared(model: nn.Module, attr: str):
@@ -65,13 +67,20 @@ def get_weight(model: nn.Module, name: str) -> torch.Tensor:
 
 
 def layer_kind(model: nn.Module, name: str) -> str:
-    """'conv' or 'linear': the kind of layer that owns parameter `name` (for per-kind pruning rates)."""
+    """The kind of layer that owns parameter `name`, for per-kind pruning rates and reports.
+
+    The model's own `layer_kinds` mapping decides where it names `name` (a Transformer's q/k/v/out are
+    nn.Linear but "attention"); otherwise the owner's type: 'conv', 'linear', 'embedding' (nn.Embedding),
+    'recurrent' (nn.LSTM/GRU/RNN matrices) or 'attention' (nn.MultiheadAttention's packed projection)."""
+    declared = _declared(model, "layer_kinds")
+    if declared is not None and name in declared:
+        return str(declared[name])
     module, _ = _owner(model, name)
-    if isinstance(module, _CONV):
-        return "conv"
-    if isinstance(module, nn.Linear):
-        return "linear"
-    raise ValueError(f"parameter {name!r} belongs to a {type(module).__name__}, not a Linear or Conv layer")
+    for types, kind in _KINDS:
+        if isinstance(module, types):
+            return kind
+    raise ValueError(f"parameter {name!r} belongs to a {type(module).__name__}, which is not a layer "
+                     f"pruning knows ({', '.join(k for _, k in _KINDS)})")
 
 
 def count_weights(model: nn.Module, names: Iterable[str] | None = None) -> int:
