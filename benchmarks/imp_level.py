@@ -72,7 +72,7 @@ else:
     store = RunStore.for_config(cfg)
     with store:
         ex = LocalExecutor(device=dev, compute=cfg.compute, progress=False, datasets={cfg.data: data})
-        imp = Imp(cfg, store, ModelBuilder(cfg.model, data.input_shape, data.num_classes), rewind_step(cfg, data),
+        imp = Imp(cfg, store, ModelBuilder.for_data(cfg.model, data), rewind_step(cfg, data),
                   data=data)
         levels = imp.submit(ex)
         t = time.perf_counter(); ex.gather(levels[0]); level0 = time.perf_counter() - t

@@ -337,7 +337,8 @@ def test_load_from_config_and_to_device():
     assert ds.name == "synthetic" and len(ds.val) == 20
     moved = ds.to("cpu")
     assert isinstance(moved.train, Split) and moved.train.x.device.type == "cpu"
-    assert set(data.DATASETS) == {"mnist", "fashion_mnist", "cifar10", "cifar100", "mnist1d", "synthetic"}
+    assert set(data.DATASETS) == {"mnist", "fashion_mnist", "cifar10", "cifar100", "mnist1d", "synthetic",
+                                  "mnist1d_seq", "mnist_rows", "chars", "chars_tiny"}
 
 
 # ---------------------------------------------------------------------------------------------------- Batches

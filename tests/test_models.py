@@ -21,7 +21,8 @@ from lth.models import (
 )
 
 CIFAR, MNIST, MNIST1D = (3, 32, 32), (1, 28, 28), (40,)
-NATURAL_SHAPE = {"lenet_300_100": MNIST, "mnist1d_mlp": MNIST1D, "mnist1d_cnn": MNIST1D}
+NATURAL_SHAPE = {"lenet_300_100": MNIST, "mnist1d_mlp": MNIST1D, "mnist1d_cnn": MNIST1D,
+                 "lstm": (40, 1), "transformer": (40, 1)}  # sequence models: (steps, features)
 
 
 def build(name: str, shape: tuple[int, ...] = CIFAR, seed: int = 0, **options) -> nn.Module:
@@ -88,7 +89,7 @@ def test_forward_backward(name):
     assert names and output_name(model) in names
     for n in names:
         assert model.get_parameter(n).grad is not None, n
-        assert layer_kind(model, n) in ("conv", "linear")
+        assert layer_kind(model, n) in ("conv", "linear", "recurrent", "attention", "embedding")
     assert layer_kind(model, output_name(model)) == "linear"
 
 

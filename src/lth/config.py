@@ -67,7 +67,8 @@ class DataConfig:
     """Which dataset, and how its training set is split into train and validation."""
 
     dataset: str = "mnist1d"
-    """mnist1d | mnist | fashion_mnist | cifar10 | cifar100 | synthetic (`lth models` lists them)"""
+    """mnist1d | mnist | fashion_mnist | cifar10 | cifar100 | mnist1d_seq | mnist_rows | chars | synthetic
+    (`lth models` lists them)"""
     val_size: int | None = None
     """Examples held out of the training set for validation (None: the dataset's default, 5000 for
     MNIST/CIFAR, 500 for MNIST-1D). The test set is never used to select anything."""
@@ -79,8 +80,13 @@ class DataConfig:
     """Folder with the dataset files (default: $LTH_DATA, else ~/.cache/lth)."""
     download: bool = _local(True)
     """Download missing files (with checksum verification) when online."""
+    context: int = 0
+    """Context length T of a language-modelling dataset: characters per example (0: the dataset's
+    default, 64 for chars)."""
 
     def check(self) -> None:
+        if self.context < 0:
+            raise ConfigError(f"--data.context must be >= 0 (0: the dataset's default), got {self.context}")
         if self.val_size is not None and self.val_size < 1:
             raise ConfigError(f"--data.val_size must be at least 1 (the early stop is chosen on validation "
                               f"loss; leave it unset for the dataset's default), got {self.val_size}")
@@ -92,23 +98,29 @@ class ModelConfig:
 
     name: str = "mnist1d_mlp"
     """A name from `lth models`: lenet_300_100, conv2, conv4, conv6, vgg11/16/19, resnet20/32/56,
-    mnist1d_mlp, mnist1d_cnn."""
+    mnist1d_mlp, mnist1d_cnn, lstm, transformer."""
     init: str = "glorot_normal"
     """glorot_normal | glorot_uniform | kaiming_normal | kaiming_uniform | signed_kaiming_constant"""
     hidden: tuple[int, ...] = ()
     """Hidden widths of an MLP (empty: the model's default, e.g. 300 100 for LeNet)."""
     width: int = 0
-    """Channel width of a ResNet's first stage (0: the model's default, 16)."""
+    """Channel width of a ResNet's first stage, or the width of an LSTM or Transformer (0: the model's
+    default: 16, 128, 128)."""
     dropout: float = 0.0
     """Dropout rate before each hidden fully connected layer (Conv-2/4/6 and MLPs)."""
+    layers: int = 0
+    """Depth of a sequence model: LSTM layers or Transformer blocks (0: the model's default, 1 and 2)."""
+    heads: int = 0
+    """Attention heads of a Transformer (0: the model's default, 4)."""
 
     def check(self) -> None:
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"--model.dropout must be in [0, 1), got {self.dropout}")
         if any(h < 1 for h in self.hidden):
             raise ConfigError(f"--model.hidden must be positive widths, got {self.hidden}")
-        if self.width < 0:
-            raise ConfigError(f"--model.width must be >= 0 (0: the model's default), got {self.width}")
+        for name in ("width", "layers", "heads"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--model.{name} must be >= 0 (0: the model's default), got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -175,9 +187,11 @@ class PruneConfig:
     criterion: str = "magnitude"
     """What is kept: a name from the criteria registry (`lth models` lists them), e.g. magnitude (large_final),
     magnitude_increase, movement, random."""
+    embedding_rate: float | None = None
+    """Layer-wise rate for embedding matrices (None: same as `rate`)."""
 
     def check(self) -> None:
-        for name in ("rate", "conv_rate", "output_rate"):
+        for name in ("rate", "conv_rate", "output_rate", "embedding_rate"):
             rate = getattr(self, name)
             if rate is not None and not 0 < rate < 1:
                 raise ConfigError(f"--prune.{name} must be a fraction in (0, 1) of the remaining weights, "

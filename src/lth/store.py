@@ -32,7 +32,14 @@ from typing import Any
 
 from lth.config import config_hash, experiment_name, legacy_hash, to_dict
 from lth.errors import OutputFolderError, RunFolderError, RunLockedError
-from lth.fileio import damaged, read_json, read_text, refuse_link, write_json, write_text
+from lth.fileio import (
+    damaged,
+    read_json,
+    read_text,
+    refuse_link,
+    write_json,
+    write_text,
+)
 from lth.records import Summary
 
 __all__ = ["RunLockedError", "RunStore", "Unit", "check_writable", "run_name", "write_json"]

@@ -19,7 +19,8 @@ class DataError(UserError, RuntimeError):
 
 @dataclass
 class Split:
-    """One split, already normalized: x float32 [N, *input_shape], y int64 [N]."""
+    """One split, already normalized: x float32 [N, *input_shape], y int64 [N]. Language modelling: x int64
+    token ids [N, T], y int64 [N, T] (the next token at every position)."""
 
     x: torch.Tensor
     y: torch.Tensor
@@ -40,7 +41,10 @@ class Split:
 
 @dataclass
 class Dataset:
-    """A dataset resident in memory (on one device): train/val/test splits and what models need to know."""
+    """A dataset resident in memory (on one device): train/val/test splits and what models need to know.
+
+    For language modelling (task "lm") num_classes is the vocabulary size, input_shape is (context,) and
+    `vocab` holds the characters: token id i is vocab[i]."""
 
     name: str
     train: Split
@@ -48,6 +52,8 @@ class Dataset:
     test: Split
     num_classes: int
     input_shape: tuple[int, ...]
+    task: str = "classify"
+    vocab: str = ""
 
     def to(self, device: torch.device | str) -> Dataset:
         return Dataset(
@@ -57,4 +63,6 @@ class Dataset:
             self.test.to(device),
             self.num_classes,
             self.input_shape,
+            self.task,
+            self.vocab,
         )

@@ -7,10 +7,11 @@ from pathlib import Path
 
 from .core import DATA_DIR_HINT, DataError
 
-# Folders that OS packages install datasets into (Debian's dataset-fashion-mnist); searched after the
-# user's own folders.
+# Folders that OS packages install datasets into (Debian's dataset-fashion-mnist, fortunes-min); searched
+# after the user's own folders.
 SYSTEM_DIRS: dict[str, list[Path]] = {
     "fashion_mnist": [Path("/usr/share/datasets/fashion-mnist")],
+    "chars": [Path("/usr/share/games/fortunes")],
 }
 
 

@@ -17,6 +17,11 @@ class DatasetInfo:
     input_shape: tuple[int, ...]
     default_val_size: int
     description: str
+    task: str = "classify"
+    """"classify" (y [N]: one class per example) or "lm" (language modelling: x token ids [N, T], y the next
+    token at each position [N, T]; num_classes is the vocabulary size, 0 where the corpus decides it, and
+    input_shape is (default context,); validation is a contiguous block of the text, so default_val_size is
+    unused)."""
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -28,6 +33,11 @@ DATASETS: dict[str, DatasetInfo] = {
         DatasetInfo("cifar100", 100, (3, 32, 32), 5000, "CIFAR-100 natural images, fine labels"),
         DatasetInfo("mnist1d", 10, (40,), 500, "MNIST-1D, generated locally by the reference generator"),
         DatasetInfo("synthetic", 10, (1, 16, 16), 100, "tiny offline templates-plus-noise set for tests"),
+        DatasetInfo("mnist1d_seq", 10, (40, 1), 500, "MNIST-1D as 40 steps of 1 value (mnist1d's examples and split)"),
+        DatasetInfo("mnist_rows", 10, (28, 28), 5000, "row-sequential MNIST: 28 steps of 28 pixels (mnist's files)"),
+        DatasetInfo("chars", 0, (64,), 0, "character-level LM on a text corpus (Debian fortunes-min, or corpus.txt)",
+                    "lm"),
+        DatasetInfo("chars_tiny", 23, (32,), 0, "tiny generated text for tests, character-level LM", "lm"),
     ]
 }
 

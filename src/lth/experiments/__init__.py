@@ -1,10 +1,15 @@
 """The experiments registry: `imp` (`lth run`) and `train` (`lth train`) first; each experiment is one
 module here plus its import line below. `launch(cfg)` runs any of them."""
 
-from lth.experiments.base import EXPERIMENTS, Experiment, experiment_of, launch, register
-
 # The built-in experiments: importing a module registers its experiment.
 from lth.experiments import imp, train  # noqa: E402,F401
+from lth.experiments.base import (
+           EXPERIMENTS,
+           Experiment,
+           experiment_of,
+           launch,
+           register,
+)
 from lth.experiments.imp import find_tickets, run_imp  # noqa: E402
 from lth.experiments.results import aggregate, format_table  # noqa: E402
 

@@ -45,11 +45,17 @@ class ModelBuilder:
     model: Any
     input_shape: tuple[int, ...]
     num_classes: int
+    task: str = "classify"
+
+    @classmethod
+    def for_data(cls, model, data) -> "ModelBuilder":
+        return cls(model, tuple(data.input_shape), data.num_classes, getattr(data, "task", "classify"))
 
     def __call__(self, seed: int):
         from lth.models import build_model
 
-        return build_model(self.model, input_shape=self.input_shape, num_classes=self.num_classes, seed=seed)
+        return build_model(self.model, input_shape=self.input_shape, num_classes=self.num_classes, seed=seed,
+                           task=self.task)
 
 
 def _plan(cfg: ImpConfig, template):
@@ -95,7 +101,7 @@ def rewind_step(cfg: ImpConfig, data) -> int:
 def check(cfg: ImpConfig, data) -> None:
     """What needs the data and the model: the rewind step, the pruning plan, the levels."""
     rewind_step(cfg, data)
-    template = ModelBuilder(cfg.model, data.input_shape, data.num_classes)(cfg.seed)
+    template = ModelBuilder.for_data(cfg.model, data)(cfg.seed)
     schedule_of(cfg, _plan(cfg, template))
 
 
@@ -308,7 +314,7 @@ class Imp:
 
 def run(cfg: ImpConfig, executor, store, log: Callable[[str], None] = print) -> None:
     data = executor.dataset(cfg.data)
-    build = ModelBuilder(cfg.model, data.input_shape, data.num_classes)
+    build = ModelBuilder.for_data(cfg.model, data)
     Imp(cfg, store, build, rewind_step(cfg, data), data=data).run(executor, log)
 
 

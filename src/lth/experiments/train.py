@@ -26,7 +26,7 @@ def run(cfg: RunConfig, executor, store, log: Callable[[str], None] = print) -> 
         log(f"already trained: {store.unit_dir(unit)}")
         return
     data = executor.dataset(cfg.data)
-    build = partial(ModelBuilder(cfg.model, data.input_shape, data.num_classes), cfg.seed)
+    build = partial(ModelBuilder.for_data(cfg.model, data), cfg.seed)
     init = store.unit_dir(unit) / "init.safetensors"
     if not init.exists():
         save_weights(build(), init)

@@ -61,11 +61,12 @@ def _raw(module: nn.Module, name: str) -> torch.Tensor | None:
 
 @torch.no_grad()
 def initialize(model: nn.Module, scheme: str, seed: int) -> None:
-    """Re-draw every Linear/Conv weight of `model` from `scheme`, deterministically from `seed`.
+    """Re-draw every Linear/Conv, Embedding and LSTM/GRU/RNN weight of `model` from `scheme`,
+    deterministically from `seed`.
 
-    Biases become 0; BatchNorm weight 1, bias 0, running statistics reset. Other parameters (a user's
-    embeddings, edge-popup scores) are left alone. Modules are visited in `model.modules()` order, which is
-    fixed by the architecture, so the same seed gives the same weights.
+    Biases become 0; BatchNorm and LayerNorm weight 1, bias 0, running statistics reset. Other parameters
+    (edge-popup scores) are left alone. Modules are visited in `model.modules()` order, which is fixed by the
+    architecture, so the same seed gives the same weights.
     """
     check_scheme(scheme)
     fill = INITIALIZERS[scheme]
@@ -73,9 +74,7 @@ def initialize(model: nn.Module, scheme: str, seed: int) -> None:
     for module in model.modules():
         if isinstance(module, WEIGHTED):
             weight = _raw(module, "weight")
-            draw = torch.empty(weight.shape, dtype=torch.float32)
-            fill(draw, g)
-            weight.copy_(draw)
+            weight.copy_(_draw(tuple(weight.shape), fill, g))
             bias = _raw(module, "bias")
             if bias is not None:
                 bias.zero_()
@@ -84,3 +83,41 @@ def initialize(model: nn.Module, scheme: str, seed: int) -> None:
             if module.affine:
                 _raw(module, "weight").fill_(1.0)
                 _raw(module, "bias").zero_()
+        elif isinstance(module, nn.LayerNorm) and module.elementwise_affine:
+            _raw(module, "weight").fill_(1.0)
+            bias = _raw(module, "bias")
+            if bias is not None:
+                bias.zero_()
+        elif isinstance(module, nn.Embedding):
+            _draw_embedding(module, fill, g)
+        elif isinstance(module, nn.RNNBase):
+            _draw_recurrent(module, fill, g)
+
+
+def _draw(shape: tuple[int, ...], fill: Initializer, g: torch.Generator) -> torch.Tensor:
+    out = torch.empty(shape, dtype=torch.float32)
+    fill(out, g)
+    return out
+
+
+def _draw_embedding(module: nn.Embedding, fill: Initializer, g: torch.Generator) -> None:
+    # An embedding [V, D] is the linear map one-hot(V) -> D, i.e. a Linear weight [D, V] transposed: drawn as
+    # that, so fan-in and fan-out mean what they mean for every other layer.
+    weight = _raw(module, "weight")
+    weight.copy_(_draw(tuple(weight.shape[::-1]), fill, g).t())
+    if module.padding_idx is not None:
+        weight[module.padding_idx].zero_()
+
+
+def _draw_recurrent(module: nn.RNNBase, fill: Initializer, g: torch.Generator) -> None:
+    # weight_ih/weight_hh stack one [H, in] matrix per gate (LSTM 4, GRU 3): each gate is a linear map of its
+    # own, so each is drawn as one (fan-out H, not 4H). Values are copied into the existing tensors, which
+    # keeps cuDNN's flattened weight buffer valid.
+    for name in module._flat_weights_names:
+        param = _raw(module, name)
+        if name.startswith("bias"):
+            param.zero_()
+            continue
+        gates = param.shape[0] // module.hidden_size if name.startswith(("weight_ih", "weight_hh")) else 1
+        rows = param.shape[0] // gates
+        param.copy_(torch.cat([_draw((rows, *param.shape[1:]), fill, g) for _ in range(gates)]))

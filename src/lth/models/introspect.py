@@ -11,8 +11,12 @@ from typing import Iterable
 import torch
 from torch import nn
 
+from lth.errors import ConfigError
+
 PRUNABLE = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _CONV = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+_KINDS = ((_CONV, "conv"), (nn.Linear, "linear"), (nn.Embedding, "embedding"), (nn.RNNBase, "recurrent"),
+          (nn.MultiheadAttention, "attention"))
 
 
 def _declared(model: nn.Module, attr: str):
@@ -43,7 +47,7 @@ def output_name(model: nn.Module) -> str:
         return f"{linears[-1]}.weight" if linears[-1] else "weight"
     names = prunable_names(model)
     if not names:
-        raise ValueError(f"{type(model).__name__} has no Linear or Conv layer, so no output layer")
+        raise ConfigError(f"{type(model).__name__} has no Linear or Conv layer, so no output layer")
     return names[-1]
 
 
@@ -52,7 +56,7 @@ def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     try:
         return (model.get_submodule(prefix) if prefix else model), attr
     except AttributeError as e:
-        raise ValueError(f"{type(model).__name__} has no parameter {name!r}") from e
+        raise ConfigError(f"{type(model).__name__} has no parameter {name!r}") from e
 
 
 def get_weight(model: nn.Module, name: str) -> torch.Tensor:
@@ -60,18 +64,25 @@ def get_weight(model: nn.Module, name: str) -> torch.Tensor:
     module, attr = _owner(model, name)
     value = getattr(module, attr, None)
     if not isinstance(value, torch.Tensor):
-        raise ValueError(f"{type(model).__name__} has no parameter {name!r}")
+        raise ConfigError(f"{type(model).__name__} has no parameter {name!r}")
     return value
 
 
 def layer_kind(model: nn.Module, name: str) -> str:
-    """'conv' or 'linear': the kind of layer that owns parameter `name` (for per-kind pruning rates)."""
+    """The kind of layer that owns parameter `name`, for per-kind pruning rates and reports.
+
+    The model's own `layer_kinds` mapping decides where it names `name` (a Transformer's q/k/v/out are
+    nn.Linear but "attention"); otherwise the owner's type: 'conv', 'linear', 'embedding' (nn.Embedding),
+    'recurrent' (nn.LSTM/GRU/RNN matrices) or 'attention' (nn.MultiheadAttention's packed projection)."""
+    declared = _declared(model, "layer_kinds")
+    if declared is not None and name in declared:
+        return str(declared[name])
     module, _ = _owner(model, name)
-    if isinstance(module, _CONV):
-        return "conv"
-    if isinstance(module, nn.Linear):
-        return "linear"
-    raise ValueError(f"parameter {name!r} belongs to a {type(module).__name__}, not a Linear or Conv layer")
+    for types, kind in _KINDS:
+        if isinstance(module, types):
+            return kind
+    raise ConfigError(f"parameter {name!r} belongs to a {type(module).__name__}, which is not a layer "
+                     f"pruning knows ({', '.join(k for _, k in _KINDS)})")
 
 
 def count_weights(model: nn.Module, names: Iterable[str] | None = None) -> int:

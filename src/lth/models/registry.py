@@ -10,10 +10,10 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..errors import ConfigError
-from . import conv, mlp, mnist1d, resnet, vgg
+from . import conv, lstm, mlp, mnist1d, resnet, transformer, vgg
 from .init import check_scheme, initialize
 
-OPTIONS = ("hidden", "width", "dropout")
+OPTIONS = ("hidden", "width", "dropout", "layers", "heads")
 
 
 @dataclass(frozen=True)
@@ -23,9 +23,13 @@ class ModelInfo:
     builder: Callable[..., nn.Module]
     """builder(input_shape, num_classes, *, hidden, width, dropout) -> nn.Module. Every builder takes all
     three keywords (hidden=() and width=0 mean the model's default); it raises ValueError, before making
-    any layer, when input_shape does not suit it."""
+    any layer, when input_shape does not suit it. The keywords layers, heads and task are passed only at
+    non-default values, so only to the models that accept them (checked by build_model first)."""
     options: frozenset[str]
-    """Which of hidden/width/dropout the model uses; build_model refuses the others at non-default values."""
+    """Which of OPTIONS the model uses; build_model refuses the others at non-default values."""
+    tasks: frozenset[str] = frozenset({"classify"})
+    """What the model can be built for: "classify" (logits [B, C]) and/or "lm" (token ids [B, T] to
+    next-token logits [B, T, vocab]); the dataset's task (DatasetInfo.task) picks one."""
 
 
 def _info(name: str, description: str, builder: Callable[..., nn.Module], *options: str) -> ModelInfo:
@@ -49,6 +53,11 @@ MODELS: dict[str, ModelInfo] = {i.name: i for i in (
     _info("mnist1d_mlp", "MNIST-1D lottery MLP 40-500-500-10", mlp.build_mnist1d_mlp, "hidden", "dropout"),
     _info("mnist1d_cnn", "MNIST-1D reference CNN (three 1-D convs of 25 channels, fc)",
           mnist1d.build_mnist1d_cnn),
+    ModelInfo("lstm", "LSTM (width 128, 1 layer): sequence classifier (last step) or character LM",
+              lstm.build_lstm, frozenset({"width", "layers"}), frozenset({"classify", "lm"})),
+    ModelInfo("transformer", "pre-LN Transformer (width 128, 2 layers, 4 heads): mean-pooled classifier "
+              "or causal LM", transformer.build_transformer, frozenset({"width", "layers", "heads"}),
+              frozenset({"classify", "lm"})),
 )}
 
 
@@ -67,15 +76,30 @@ def _set_options(cfg: ModelConfig) -> dict[str, object]:
         if not 0.0 < cfg.dropout < 1.0:
             raise ConfigError(f"model.dropout must be in [0, 1), got {cfg.dropout!r}")
         out["dropout"] = cfg.dropout
+    for option in ("layers", "heads"):
+        value = getattr(cfg, option)
+        if value:
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"model.{option} must be a positive integer (0: default), got {value!r}")
+            out[option] = value
     return out
 
 
-def build_model(cfg: ModelConfig, *, input_shape: tuple[int, ...], num_classes: int, seed: int) -> nn.Module:
-    """Check `cfg`, build the network for `input_shape` and `num_classes`, and initialize it from `seed`."""
+def build_model(cfg: ModelConfig, *, input_shape: tuple[int, ...], num_classes: int, seed: int,
+                task: str = "classify") -> nn.Module:
+    """Check `cfg`, build the network for `input_shape` and `num_classes`, and initialize it from `seed`.
+
+    `task` is the dataset's (DatasetInfo.task / Dataset.task): "classify", or "lm" where num_classes is the
+    vocabulary and input_shape is (context,)."""
     info = MODELS.get(cfg.name)
     if info is None:
         raise ConfigError(f"unknown model {cfg.name!r}; known models: {', '.join(MODELS)}")
-    for option, value in _set_options(cfg).items():
+    if task not in info.tasks:
+        takers = [n for n, i in MODELS.items() if task in i.tasks]
+        raise ConfigError(f"model {cfg.name!r} cannot be built for task {task!r} (the dataset's); "
+                         f"models that can: {', '.join(takers) or 'none'}")
+    options = _set_options(cfg)
+    for option, value in options.items():
         if option not in info.options:
             takers = [n for n, i in MODELS.items() if option in i.options]
             raise ConfigError(
@@ -85,10 +109,14 @@ def build_model(cfg: ModelConfig, *, input_shape: tuple[int, ...], num_classes: 
     check_scheme(cfg.init)
     if num_classes < 1:
         raise ConfigError(f"num_classes must be positive, got {num_classes}")
+    # Only the sequence models take these, and only they can have them at non-default values by now.
+    extra = {k: v for k, v in options.items() if k not in ("hidden", "width", "dropout")}
+    if task != "classify":
+        extra["task"] = task
     # Construction runs PyTorch's default init on the global RNG; fork it so building leaves the global
     # stream where it was (our own initialize below uses a private generator).
     with torch.random.fork_rng(devices=[]):
         model = info.builder(tuple(input_shape), num_classes, hidden=tuple(cfg.hidden), width=cfg.width,
-                             dropout=cfg.dropout)
+                             dropout=cfg.dropout, **extra)
     initialize(model, cfg.init, seed)
     return model

@@ -51,3 +51,27 @@ def signal_shape(name: str, input_shape: tuple[int, ...], min_length: int = 1) -
 def _positive(name: str, input_shape: tuple[int, ...]) -> None:
     if len(input_shape) == 0 or any(int(d) != d or d < 1 for d in input_shape):
         raise ConfigError(f"model {name!r}: input shape must be positive integers, got {tuple(input_shape)}")
+
+
+TASKS = ("classify", "lm")
+
+
+def sequence_shape(name: str, input_shape: tuple[int, ...], task: str) -> tuple[int, int]:
+    """(steps, features) of a sequence model's input: [T, F] vectors to classify, or [T] token ids to model
+    (features is then 0: the model embeds the ids instead)."""
+    if task not in TASKS:
+        raise ConfigError(f"model {name!r}: unknown task {task!r}; known tasks: {', '.join(TASKS)}")
+    _positive(name, input_shape)
+    if task == "lm":
+        if len(input_shape) != 1:
+            raise ConfigError(
+                f"model {name!r} models language on token ids and needs input shape (context,), e.g. (64,); "
+                f"got {tuple(input_shape)}. Fix: use a language-modelling dataset (chars, chars_tiny)"
+            )
+        return input_shape[0], 0
+    if len(input_shape) != 2:
+        raise ConfigError(
+            f"model {name!r} classifies sequences and needs input shape (steps, features), e.g. (40, 1) or "
+            f"(28, 28); got {tuple(input_shape)}. Fix: use a sequence dataset (mnist1d_seq, mnist_rows)"
+        )
+    return input_shape[0], input_shape[1]

@@ -50,13 +50,13 @@ class PrunePlan:
             return cls("global", {n: cfg.rate for n in included}, sizes)
         out = output_name(model)
         rates = {}
+        group_rates = {"conv": cfg.conv_rate, "embedding": cfg.embedding_rate}  # None: same as cfg.rate
         for n in included:
             if n == out:
                 rates[n] = cfg.output_rate if cfg.output_rate is not None else cfg.rate / 2
-            elif layer_kind(model, n) == "conv":
-                rates[n] = cfg.conv_rate if cfg.conv_rate is not None else cfg.rate
             else:
-                rates[n] = cfg.rate
+                group_rate = group_rates.get(layer_kind(model, n))
+                rates[n] = group_rate if group_rate is not None else cfg.rate
         return cls("layerwise", rates, sizes)
 
     def target_counts(self, mask: Mask, rounds: int = 1) -> dict[str, int] | int:

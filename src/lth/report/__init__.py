@@ -19,7 +19,9 @@ from lth.errors import ConfigError, RunFolderError
 from lth.report import figures as F
 from lth.report import masks as M
 from lth.report.html import page
-from lth.report.html import table as html_table  # not `table`: the submodule lth.report.table takes that name
+from lth.report.html import (
+    table as html_table,  # not `table`: the submodule lth.report.table takes that name
+)
 from lth.report.load import RunData, common_title, label_runs, load_run
 from lth.report.table import columns, markdown, user_keys, write_csv
 

@@ -9,7 +9,15 @@ import sys
 import types
 
 from lth.train.checkpoint import load_weights, save_weights
-from lth.train.loop import Hooks, Member, TrainResult, resolve_device, run_loop, train, train_batched
+from lth.train.loop import (
+    Hooks,
+    Member,
+    TrainResult,
+    resolve_device,
+    run_loop,
+    train,
+    train_batched,
+)
 from lth.train.metrics import METRIC_FIELDS, evaluate, summarize
 from lth.train.steps import check_steps, to_iterations
 

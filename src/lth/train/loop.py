@@ -25,7 +25,13 @@ from torch import nn
 from lth.config import ComputeConfig, TrainConfig
 from lth.errors import ConfigError
 from lth.seeds import seed_for
-from lth.train.checkpoint import DamagedState, load_state, save_state, set_aside, warn_if_settings_differ
+from lth.train.checkpoint import (
+    DamagedState,
+    load_state,
+    save_state,
+    set_aside,
+    warn_if_settings_differ,
+)
 from lth.train.metrics import METRIC_FIELDS, summarize
 from lth.train.optim import lr_factor
 from lth.train.steps import to_iterations

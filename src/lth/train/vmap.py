@@ -48,6 +48,8 @@ def why_not_batchable(model: nn.Module) -> str | None:
     """None if `model` can be trained in a batched pass, else the reason it is trained alone."""
     if any(True for _ in model.buffers()):
         return "it has buffers (e.g. BatchNorm running statistics)"
+    if any(isinstance(m, nn.RNNBase) for m in model.modules()):
+        return "it has a recurrent layer (torch.func.vmap has no batching rule for aten::lstm)"
     if is_stochastic(model):
         return "it has active dropout (vmap would draw other random numbers than a separate run)"
     if any(not p.is_floating_point() for p in model.parameters()):

@@ -15,9 +15,14 @@ is one file in this folder plus its import line below.
 
 from __future__ import annotations
 
-from lth.prune.criteria.base import CRITERIA, Criterion, CriterionContext, criterion, get_criterion
-
 # The built-in criteria: importing a module registers its criteria.
 from lth.prune.criteria import magnitude, zhou  # noqa: E402,F401
+from lth.prune.criteria.base import (
+    CRITERIA,
+    Criterion,
+    CriterionContext,
+    criterion,
+    get_criterion,
+)
 
 __all__ = ["CRITERIA", "Criterion", "CriterionContext", "criterion", "get_criterion"]
