@@ -114,6 +114,7 @@ def test_the_cli_is_built_from_the_experiments_registry(tmp_path, capsys):
 
     def run(cfg, executor, store, log):
         store.write_result(Unit(0, 0, "dense"), [], Summary(0, 0, "dense", 100.0, extra={"answer": cfg.answer}))
+        log(f"recorded {cfg.answer}")
 
     register(Experiment(name="toy", config=ToyConfig, run=run, help="a toy", report_sections=(),
                         show=lambda store: f"answer {store.summary(Unit(0, 0, 'dense'))['answer']}"))
@@ -122,7 +123,7 @@ def test_the_cli_is_built_from_the_experiments_registry(tmp_path, capsys):
         out = str(tmp_path / "runs")
         assert main(["toy", "--answer", "7", "--data.dataset", "synthetic", "--out", out,
                      "--data-dir", str(tmp_path / "data")]) == 0
-        assert "answer 7" in capsys.readouterr().out
+        assert "recorded 7" in capsys.readouterr().out
         [root] = Path(out).iterdir()
         assert "-toy-" in root.name
         assert main(["show", str(root)]) == 0 and "answer 7" in capsys.readouterr().out

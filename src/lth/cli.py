@@ -23,8 +23,11 @@ from lth.errors import UserError
 
 DEFAULT_PRESET = "mnist1d_mlp"
 
-TOOLS = """  lth show RUN [--json]               reprint a run's results from its folder
+TOOLS = """  lth sweep --grid KEY=V1,V2 ... [--experiment imp] [--preset NAME] [flags]
+                                      one run per combination, then one report comparing them
+  lth show RUN [--json]               reprint a run's results from its folder
   lth report RUN [RUN ...] [--out D]  figures, tables and an HTML report
+  lth export RUN --level L --format F  a ticket as dense/torch-prune/sparse weights for other tools
   lth presets                         the papers' experiments, by name
   lth models                          registered models, datasets and pruning criteria"""
 
@@ -95,27 +98,149 @@ def resolve_config(argv: list[str], prog: str,
     return cfg, opts
 
 
+def _field_type(cls: type, dotted: str):
+    """The annotation of config field `dotted` (e.g. lottery.rewind) of `cls`, or None if there is none."""
+    import typing
+    from dataclasses import is_dataclass
+
+    *sections, leaf = dotted.split(".")
+    for name in sections:
+        hints = typing.get_type_hints(cls)
+        if name not in hints or not is_dataclass(hints[name]):
+            return None
+        cls = hints[name]
+    return typing.get_type_hints(cls).get(leaf)
+
+
+def split_sweep_flags(argv: list[str], cls: type) -> tuple[list[str], dict[str, list[str]]]:
+    """`--lottery.rewind 0it 100it 500it` (several values for a field that holds one) asks for one run per
+    value: those flags are taken out of `argv` and returned as a grid."""
+    import typing
+
+    rest, grid, i = [], {}, 0
+    while i < len(argv):
+        token = argv[i]
+        key = token[2:] if token.startswith("--") and "=" not in token else None
+        tp = _field_type(cls, key) if key else None
+        if tp is not None and typing.get_origin(tp) is not tuple:
+            values = []
+            while i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+                values.append(argv[i + 1])
+                i += 1
+            if len(values) > 1:
+                grid[key] = values
+            else:
+                rest += [token, *values]
+        else:
+            rest.append(token)
+        i += 1
+    return rest, grid
+
+
+def _with_positionals(argv: list[str], names: tuple[str, ...]) -> list[str]:
+    """Leading bare arguments as the experiment's positional fields: `lth instability RUN` = `--source RUN`."""
+    out, i = [], 0
+    while i < len(argv) and i < len(names) and not argv[i].startswith("-"):
+        out += [f"--{names[i]}", argv[i]]
+        i += 1
+    return out + argv[i:]
+
+
+def _finish(experiment, stores: list, opts, out: Path | None = None) -> None:
+    """After several runs, print each one's results again (each printed its own as it went); write the report
+    (one comparing them all)."""
+    for store in stores if len(stores) > 1 else []:
+        if experiment.show is not None:
+            print(f"\n{store.root.name}\n{experiment.show(store)}")
+    if experiment.report_sections and not opts.no_report:
+        from lth.report import write_report
+
+        html = write_report([s.root for s in stores], out, log=lambda note: print(f"report {note}"))
+        print(f"\nreport: {html}")
+    for store in stores:
+        print(f"run folder: {store.root}\nreprint with: lth show {store.root}")
+
+
+def _sweep(experiment, base, grid: dict[str, list], opts) -> int:
+    """One run per combination of the grid's values (each resumable, finished ones skipped), then one report."""
+    import hashlib
+    import itertools
+
+    from lth.config import override
+    from lth.experiments import launch
+
+    keys = list(grid)
+    configs = [override(base, dict(zip(keys, combo))) for combo in itertools.product(*(grid[k] for k in keys))]
+    print(format_config(base) + f"\n\nsweep over {', '.join(keys)}: {len(configs)} runs\n")
+    stores = []
+    for i, cfg in enumerate(configs):
+        print(f"[{i + 1}/{len(configs)}] " + ", ".join(f"{k}={v}" for k, v in zip(keys, map(str, combo_of(cfg, keys)))))
+        stores.append(launch(cfg, progress=False if opts.quiet else None))
+    tag = hashlib.sha256(" ".join(sorted(s.root.name for s in stores)).encode()).hexdigest()[:8]
+    _finish(experiment, stores, opts, Path(base.out_dir) / f"sweep-{base.preset or experiment.name}-{tag}")
+    return 0
+
+
+def combo_of(cfg, keys: list[str]) -> list:
+    out = []
+    for key in keys:
+        value = cfg
+        for part in key.split("."):
+            value = getattr(value, part)
+        out.append(value)
+    return out
+
+
+def _grid_values(values: list[str]) -> list:
+    """Values as YAML reads them (5 -> int, 1e-3 -> str that float fields accept, true -> bool)."""
+    import yaml
+
+    return [yaml.safe_load(v) if v.strip() else v for v in values]
+
+
 def experiment_command(name: str):
     def command(argv: list[str], prog: str) -> int:
         from lth.experiments import EXPERIMENTS
 
         experiment = EXPERIMENTS[name]
+        argv, grid = split_sweep_flags(_with_positionals(argv, experiment.positional), experiment.config)
         cfg, opts = resolve_config(argv, prog, experiment.config)
+        if grid:
+            return _sweep(experiment, cfg, {k: _grid_values(v) for k, v in grid.items()}, opts)
         print(format_config(cfg), end="\n\n")
         from lth.experiments import launch
 
-        store = launch(cfg, progress=False if opts.quiet else None)
-        if experiment.show is not None:
-            print("\n" + experiment.show(store))
-        if experiment.report_sections and not opts.no_report:
-            from lth.report import write_report
-
-            html = write_report([store.root], log=lambda note: print(f"report {note}"))
-            print(f"\nreport: {html}")
-        print(f"run folder: {store.root}\nreprint with: lth show {store.root}")
+        _finish(experiment, [launch(cfg, progress=False if opts.quiet else None)], opts)
         return 0
 
     return command
+
+
+def cmd_sweep(argv: list[str], prog: str) -> int:
+    """`lth sweep --grid train.lr=1e-3,3e-3 lottery.rewind=0it,500it [--experiment imp] [flags]`."""
+    from lth.errors import ConfigError
+    from lth.experiments import EXPERIMENTS
+
+    p = argparse.ArgumentParser(prog=prog, add_help=False)
+    p.add_argument("--grid", nargs="+", default=[])
+    p.add_argument("--experiment", default="imp")
+    opts, rest = p.parse_known_args(argv)
+    if opts.experiment not in EXPERIMENTS:
+        raise ConfigError(f"unknown experiment {opts.experiment!r}; known: {', '.join(EXPERIMENTS)}")
+    experiment = EXPERIMENTS[opts.experiment]
+    grid = {}
+    for item in opts.grid:
+        key, sep, values = item.partition("=")
+        if not sep or not values:
+            raise ConfigError(f"--grid takes KEY=V1,V2,... (e.g. train.lr=1e-3,3e-3), got {item!r}")
+        if _field_type(experiment.config, key) is None:
+            raise ConfigError(f"--grid {key}: no such config field in experiment {experiment.name!r}; the fields "
+                              f"are the flags of `lth {(experiment.commands or (experiment.name,))[0]} --help`")
+        grid[key] = _grid_values(values.split(","))
+    if not grid and "-h" not in rest and "--help" not in rest:
+        raise ConfigError("lth sweep needs --grid KEY=V1,V2 ... (e.g. --grid lottery.rewind=0it,500it)")
+    cfg, run_opts = resolve_config(rest, prog, experiment.config)
+    return _sweep(experiment, cfg, grid, run_opts)
 
 
 def cmd_show(argv: list[str], prog: str) -> int:
@@ -158,6 +283,12 @@ def cmd_report(argv: list[str], prog: str) -> int:
     return 0
 
 
+def cmd_export(argv: list[str], prog: str) -> int:
+    from lth.export import cli
+
+    return cli(argv)
+
+
 def cmd_presets(argv: list[str], prog: str) -> int:
     from lth.presets import PRESETS, describe
 
@@ -194,7 +325,8 @@ def commands() -> dict:
     for e in EXPERIMENTS.values():
         for c in e.commands or (e.name,):
             out[c] = experiment_command(e.name)
-    out.update({"show": cmd_show, "report": cmd_report, "presets": cmd_presets, "models": cmd_models})
+    out.update({"sweep": cmd_sweep, "show": cmd_show, "report": cmd_report, "presets": cmd_presets,
+                "models": cmd_models, "export": cmd_export})
     return out
 
 

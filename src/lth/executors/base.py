@@ -39,6 +39,10 @@ class TrainJob:
     checkpoint_seconds: float = 30.0
     train_fn: Callable[..., Any] | None = None
     """A user's own training loop, train_fn(model, mask) -> dict of numbers, instead of lth's."""
+    stepper: Callable[..., Any] | None = None
+    """stepper(model, train_cfg, mask, device=, compute=) -> a Stepper (lth.train.stepper) for jobs that train
+    differently (a learned mask, gradual pruning); None: the executor picks the chain, module or vmap stepper.
+    A job with its own stepper is trained alone."""
 
 
 @dataclass

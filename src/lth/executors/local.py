@@ -107,12 +107,15 @@ class LocalExecutor:
                 state = read_resume_state(job.resume_path)
                 resume_steps[i] = None if state is None else int(state["step"])
         groups = batch_groups(models, [job.train for job in jobs], [job.start_step for job in jobs], resume_steps,
-                              limit)
+                              limit, alone=[job.stepper is not None for job in jobs])
         results: list[JobResult | None] = [None] * len(jobs)
         for group in groups:
             first = jobs[group[0]]
             members = [Member(models[i], jobs[i].train, jobs[i].mask, hooks[i]) for i in group]
-            if len(group) == 1 and (limit == 0 or why_not_batchable(models[group[0]]) is not None):
+            if first.stepper is not None:
+                stepper = first.stepper(models[group[0]], first.train, first.mask, device=self.device,
+                                        compute=self.compute)
+            elif len(group) == 1 and (limit == 0 or why_not_batchable(models[group[0]]) is not None):
                 stepper = single_stepper(models[group[0]], first.train, first.mask, device=self.device,
                                          compute=self.compute)
             else:

@@ -28,6 +28,8 @@ class Experiment:
     help: str
     commands: tuple[str, ...] = ()
     """CLI subcommands (default: the name)."""
+    positional: tuple[str, ...] = ()
+    """Config fields the CLI also takes as leading bare arguments (`lth instability RUN` = `--source RUN`)."""
     check: Callable[[Any, Any], None] | None = None
     """check(cfg, data): refusals that need the dataset or the model, before the run folder is made."""
     report_sections: tuple[str, ...] = ("results", "curves", "masks")

@@ -24,6 +24,7 @@ def run(cfg: RunConfig, executor, store, log: Callable[[str], None] = print) -> 
     unit = Unit(0, 0, DENSE)
     if store.is_done(unit):
         log(f"already trained: {store.unit_dir(unit)}")
+        log(show(store))
         return
     data = executor.dataset(cfg.data)
     build = partial(ModelBuilder.for_data(cfg.model, data), cfg.seed)
@@ -39,6 +40,7 @@ def run(cfg: RunConfig, executor, store, log: Callable[[str], None] = print) -> 
     store.write_result(unit, result.metrics, Summary.from_dict(
         {"replicate": 0, "level": 0, "branch": DENSE, "remaining_percent": 100.0, "start_step": 0, **result.summary,
          "seconds": round(result.seconds, 3)}))
+    log(show(store))
 
 
 def format_summary(s) -> str:

@@ -201,7 +201,7 @@ def run_loop(stepper, members: list[Member], data, *, start_step: int = 0, augme
             call_save_at(step)
             record(step)
         while step < total:
-            loss, correct = stepper.step([b.get(step) for b in batches], cfg.lr * factor(step))
+            loss, correct = stepper.step([b.get(step) for b in batches], cfg.lr * factor(step), step)
             run_loss += loss
             run_correct += correct
             run_n += 1

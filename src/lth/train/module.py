@@ -86,7 +86,7 @@ class ModuleStepper:
         loss.backward()
         return loss, logits
 
-    def step(self, batches, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, batches, lr: float, at: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         (x, y), = batches
         set_lr(self.optimizer, lr)
         loss, logits = self._gradients(x, y)

@@ -31,8 +31,11 @@ class Stepper(Protocol):
     def start(self) -> None:
         """Before the first step of a fresh (not resumed) training: e.g. zero the pruned weights."""
 
-    def step(self, batches: list[tuple[torch.Tensor, torch.Tensor]], lr: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """One optimizer step of every member on its own batch at learning rate `lr`.
+    def step(self, batches: list[tuple[torch.Tensor, torch.Tensor]], lr: float,
+             at: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Step `at` (0-based: the number of steps done before it) of every member on its own batch at
+        learning rate `lr`. Steppers whose mask changes during training (gradual pruning, a learned mask)
+        read the schedule off `at`.
 
         Returns (loss, correct) on the device, without a host sync: 0-d tensors for one member, [K] for K."""
 

@@ -69,16 +69,17 @@ def config_key(cfg: TrainConfig) -> TrainConfig:
 
 
 def batch_groups(models: list[nn.Module], cfgs: list[TrainConfig], start_steps: list[int],
-                 resume_steps: list[int | None], limit: int) -> list[list[int]]:
+                 resume_steps: list[int | None], limit: int, alone: list[bool] | None = None) -> list[list[int]]:
     """Indices of the trainings, grouped into passes (order kept). Trainings share a pass when their
     networks are batchable with one architecture, their configs agree except data_seed, they start at the
     same step and their resumable states (if any) are at the same step. At most `limit` per pass; limit 0
-    means one at a time."""
+    means one at a time; `alone[i]` keeps training i out of every group."""
     if limit == 0:
         return [[i] for i in range(len(models))]
+    alone = alone or [False] * len(models)
     groups: dict[tuple, list[int]] = {}
     for i, (model, cfg, start, resume) in enumerate(zip(models, cfgs, start_steps, resume_steps)):
-        if why_not_batchable(model) is not None:
+        if alone[i] or why_not_batchable(model) is not None:
             key: tuple = ("alone", i)
         else:
             key = (architecture_key(model), config_key(cfg), start, resume)
@@ -193,7 +194,7 @@ class VmapStepper:
     def start(self) -> None:
         self._apply_masks()
 
-    def step(self, batches, lr: float) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, batches, lr: float, at: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         xs, ys = zip(*batches)
         x, y = torch.stack(xs), torch.stack(ys)
         set_lr(self.optimizer, lr)
