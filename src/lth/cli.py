@@ -38,7 +38,9 @@ def epilog() -> str:
     lines = []
     for e in EXPERIMENTS.values():
         cmd = (e.commands or (e.name,))[0]
-        lines.append(f"  lth {cmd} [--preset NAME] [flags]".ljust(38) + e.help)
+        args = "".join(f" {p.rsplit('.', 1)[-1].upper()}" for p in e.positional)  # `lth instability SOURCE`
+        usage = f"  lth {cmd}{args} " + ("[flags]" if args else "[--preset NAME] [flags]")
+        lines.append(usage.ljust(38) + e.help if len(usage) < 38 else f"{usage}\n{'':38}{e.help}")
     return ("commands:\n" + "\n".join(lines) + "\n" + TOOLS
             + "\nEvery config field is a flag: `lth run --help` lists them.")
 
@@ -205,6 +207,8 @@ def experiment_command(name: str):
         experiment = EXPERIMENTS[name]
         argv, grid = split_sweep_flags(_with_positionals(argv, experiment.positional), experiment.config)
         cfg, opts = resolve_config(argv, prog, experiment.config)
+        if experiment.resolve is not None:  # e.g. a source run's settings: print what will run
+            cfg = experiment.resolve(cfg)
         if grid:
             return _sweep(experiment, cfg, {k: _grid_values(v) for k, v in grid.items()}, opts)
         print(format_config(cfg), end="\n\n")

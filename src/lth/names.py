@@ -29,8 +29,9 @@ def reinit_branch(draw: int) -> str:
 
 
 def display_branch(level: int, branch: str) -> str:
-    """The name tables and figures show: the level-0 training is the dense network."""
-    return DENSE if level == 0 else branch
+    """The name tables and figures show: IMP's level-0 training is the dense network. Other level-0 trainings
+    (an instability copy, `dense_k100_a`) keep their names."""
+    return DENSE if level == 0 and branch in (TICKET, DENSE) else branch
 
 
 def is_reset(rewind: str) -> bool:

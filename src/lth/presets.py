@@ -39,6 +39,10 @@ def _conv(name: str, lr: float, budget: str, conv_rate: float, dropout: float = 
                 replace(_LAYERWISE_FC, conv_rate=conv_rate), levels=20)
 
 
+def _on_fashion_mnist(cfg: ImpConfig) -> ImpConfig:
+    return replace(cfg, data=replace(cfg.data, dataset="fashion_mnist"))
+
+
 # VGG-19 and ResNet-20: SGD with momentum, global pruning of the convolutions; at lr 0.1 they need warmup
 # to give winning tickets at iteration 0 (facts sheet).
 _VGG19 = _exp(
@@ -87,6 +91,29 @@ PRESETS: dict[str, Preset] = {
         replace(_RESNET20, train=replace(_RESNET20.train, lr=0.1, warmup="0it"),
                 lottery=replace(_RESNET20.lottery, rewind="500it")),
         "Frankle et al. 2020: ResNet-20 at lr 0.1 without warmup, rewinding to iteration 500."),
+    # Conv-2/4/6 with the paper's Conv hyperparameters on Fashion-MNIST (1x28x28; Debian's
+    # dataset-fashion-mnist), the conv nets' real-data runs here, where CIFAR-10 cannot be fetched.
+    "conv2_fashion_mnist": Preset(_on_fashion_mnist(_conv("conv2", 2e-4, "20000it", 0.1)),
+                                  "Conv-2 on Fashion-MNIST with Frankle & Carbin's Conv-2 settings: Adam 2e-4, "
+                                  "20K it; conv 10%, fc 20%, output 10%."),
+    "conv4_fashion_mnist": Preset(_on_fashion_mnist(_conv("conv4", 3e-4, "25000it", 0.1)),
+                                  "Conv-4 on Fashion-MNIST with Frankle & Carbin's Conv-4 settings: Adam 3e-4, "
+                                  "25K it; conv 10%, fc 20%, output 10%."),
+    "conv6_fashion_mnist": Preset(_on_fashion_mnist(_conv("conv6", 3e-4, "30000it", 0.15)),
+                                  "Conv-6 on Fashion-MNIST with Frankle & Carbin's Conv-6 settings: Adam 3e-4, "
+                                  "30K it; conv 15%, fc 20%, output 10%."),
+    "lenet_300_100_fashion_mnist": Preset(
+        _exp("fashion_mnist", ModelConfig(name="lenet_300_100"),
+             TrainConfig(optimizer="adam", lr=1.2e-3, batch_size=60, budget="50000it", eval_every="100it"),
+             _LAYERWISE_FC, levels=20),
+        "LeNet-300-100 on Fashion-MNIST with the MNIST settings (the target of `lth transfer` from MNIST)."),
+    # Liu et al. 2019: does the ticket's initialization matter? Ticket against random reinit at a large
+    # learning rate (here 10x the paper's Conv-2 rate); run it at both rates with --train.lr 2e-4 2e-3.
+    "rethinking_conv2_fashion_mnist": Preset(
+        replace(_on_fashion_mnist(_conv("conv2", 2e-3, "20000it", 0.1)),
+                lottery=LotteryConfig(levels=20, controls=("reinit",))),
+        "Liu et al. 2019 on Conv-2/Fashion-MNIST: ticket vs random reinit at Adam 2e-3 (10x the paper's rate); "
+        "`--train.lr 2e-4 2e-3` runs both rates."),
 }
 
 

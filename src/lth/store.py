@@ -220,6 +220,11 @@ class RunStore:
         """θ_k of a replicate (rewinding to k > 0)."""
         return self.rep_dir(replicate) / "rewind.safetensors"
 
+    def theta_path(self, replicate: int, step: int) -> Path:
+        """θ_step of a replicate's dense training, for experiments that need it at several steps (instability's
+        θ_k for each k, early-bird's snapshots at every evaluation)."""
+        return self.rep_dir(replicate) / f"theta-{step}it.safetensors"
+
     def mask_path(self, replicate: int, level: int) -> Path:
         """The level's mask (the ticket's; controls with their own mask keep it in their unit folder)."""
         return self.level_dir(replicate, level) / "mask.safetensors"

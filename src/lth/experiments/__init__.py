@@ -15,3 +15,6 @@ from lth.experiments.results import aggregate, format_table  # noqa: E402
 
 __all__ = ["EXPERIMENTS", "Experiment", "aggregate", "experiment_of", "find_tickets", "format_table", "launch",
            "register", "run_imp"]
+
+# Experiments that study IMP's tickets, registered after imp and train (which `lth --help` lists first).
+from lth.experiments import early_bird, gradual, instability, transfer  # noqa: E402,F401

@@ -39,6 +39,9 @@ class Experiment:
     branches: Callable[[dict, int], list[str]] | None = None
     """branches(config dict, level): the trainings a level should have, so the report can name what is
     missing from an unfinished run."""
+    resolve: Callable[[Any], Any] | None = None
+    """resolve(cfg) -> cfg: fill in what the config takes from elsewhere (e.g. the settings of the source run
+    it builds on) before anything is checked, printed or hashed; refuses a source it cannot use."""
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
@@ -72,6 +75,8 @@ def launch(cfg: RunConfig, *, data=None, progress: bool | None = None, log: Call
     from lth.validate import preflight
 
     experiment = experiment_of(cfg)
+    if experiment.resolve is not None:
+        cfg = experiment.resolve(cfg)
     preflight(cfg)
     device = resolve_device(cfg.device)
     if data is None:

@@ -208,3 +208,7 @@ def mask_tables(stats: M.MaskStats) -> list[str]:
         rows.append(row)
     return ["<p>Mask overlap (Jaccard, mean [min–max]) and inputs left without any connection:</p>"
             + html_table(header, rows)]
+
+
+# Sections of the experiments that study IMP's tickets: each module registers its section on import.
+from lth.report import early_bird, gradual, instability, transfer  # noqa: E402,F401
