@@ -66,40 +66,23 @@ class EarlyBirdConfig(ImpConfig):
 
 
 def resolve(cfg: EarlyBirdConfig) -> EarlyBirdConfig:
-    from lth.experiments.sources import adopt, read_source
+    from lth.experiments.sources import resolve_source
 
-    if not cfg.early_bird.source:
-        return cfg
-    return adopt(cfg, read_source(cfg.early_bird.source, "--early_bird.source")[1])
+    return resolve_source(cfg, "early_bird")
 
 
 def check(cfg: EarlyBirdConfig, data) -> None:
-    from lth.experiments.sources import (
-        check_imp_part,
-        check_source_levels,
-        read_source,
-        source_levels,
-    )
+    from lth.experiments.sources import check_source
 
-    section = cfg.early_bird
-    if section.source:
-        store, _ = read_source(section.source, "--early_bird.source")
-        if section.levels:
-            check_source_levels(store, section.levels, cfg.lottery.replicates, "--early_bird.levels", finished=True)
-        elif not source_levels(store, cfg.lottery.replicates):
-            raise ConfigError(f"the source run {store.root} has no trained pruned level to compare with; resume it "
-                              "with `lth run` first")
-    else:
-        check_imp_part(cfg, max(section.levels or (cfg.lottery.levels,)), data)
+    check_source(cfg, "early_bird", data, finished=True)
 
 
 def eval_steps(cfg: EarlyBirdConfig, data) -> tuple[list[int], int]:
     """The steps the training loop evaluates at (0, every eval_every, and the end), and the budget."""
-    from lth.data import Batches
+    from lth.experiments.sources import steps_per_epoch
     from lth.train.loop import resolve_budget
 
-    spe = Batches(data.train, cfg.train.batch_size, seed=0).steps_per_epoch
-    total, every = resolve_budget(cfg.train, spe)
+    total, every = resolve_budget(cfg.train, steps_per_epoch(cfg, data))
     return sorted({*range(0, total, every), total}), total
 
 
@@ -257,17 +240,11 @@ class EarlyBird:
 
 
 def run(cfg: EarlyBirdConfig, executor, store, log: Callable[[str], None] = print) -> None:
-    from lth.experiments.imp import ModelBuilder, _plan, rewind_step, schedule_of
-    from lth.experiments.sources import imp_part, source_levels, source_store
+    from lth.experiments.imp import rewind_step
+    from lth.experiments.sources import begin
 
-    data = executor.dataset(cfg.data)
-    section = cfg.early_bird
-    source = source_store(cfg, section.source, max(section.levels or (cfg.lottery.levels,)), executor, log)
-    levels = sorted(set(section.levels)) or source_levels(source, cfg.lottery.replicates)
-    build = ModelBuilder.for_data(cfg.model, data)
+    source, levels, build, data = begin(cfg, "early_bird", executor, store, log)
     steps, total = eval_steps(cfg, data)
-    imp = imp_part(cfg, max(levels))
-    store.write_plan({"pm_percent": schedule_of(imp, _plan(imp, build(cfg.seed))), "levels": levels})
     EarlyBird(cfg, store, source, build, levels, steps, total, rewind_step(cfg, data)).run(executor, log)
 
 

@@ -77,46 +77,30 @@ class GradualConfig(ImpConfig):
 
 
 def resolve(cfg: GradualConfig) -> GradualConfig:
-    from lth.experiments.sources import adopt, read_source
+    from lth.experiments.sources import resolve_source
 
-    if not cfg.gradual.source:
-        return cfg
-    return adopt(cfg, read_source(cfg.gradual.source, "--gradual.source")[1])
+    return resolve_source(cfg, "gradual")
 
 
 def budget_of(cfg: GradualConfig, data) -> tuple[int, int, int]:
     """(IMP's budget B, rewind step k, Δt) in iterations."""
-    from lth.data import Batches
     from lth.experiments.imp import rewind_step
+    from lth.experiments.sources import steps_per_epoch
     from lth.train import to_iterations
 
-    spe = Batches(data.train, cfg.train.batch_size, seed=0).steps_per_epoch
+    spe = steps_per_epoch(cfg, data)
     return (to_iterations(cfg.train.budget, spe, "--train.budget"), rewind_step(cfg, data),
             to_iterations(cfg.gradual.every, spe, "--gradual.every"))
 
 
 def check(cfg: GradualConfig, data) -> None:
-    from lth.experiments.sources import (
-        check_imp_part,
-        check_source_levels,
-        read_source,
-        source_levels,
-    )
+    from lth.experiments.sources import check_source
     from lth.prune.gradual import GradualSchedule
 
-    section = cfg.gradual
     total, _, every = budget_of(cfg, data)
-    begin, end = round(section.begin * total), round(section.end * total)
+    begin, end = round(cfg.gradual.begin * total), round(cfg.gradual.end * total)
     GradualSchedule.spanning(begin, end, every, 0, {})  # refuses a window without one update
-    if section.source:
-        store, _ = read_source(section.source, "--gradual.source")
-        if section.levels:
-            check_source_levels(store, section.levels, cfg.lottery.replicates, "--gradual.levels", finished=True)
-        elif not source_levels(store, cfg.lottery.replicates):
-            raise ConfigError(f"the source run {store.root} has no trained pruned level to match; resume it with "
-                              "`lth run` first")
-    else:
-        check_imp_part(cfg, max(section.levels or (cfg.lottery.levels,)), data)
+    check_source(cfg, "gradual", data, finished=True)
 
 
 class Gradual:
@@ -232,16 +216,9 @@ def _ones(size: int):
 
 
 def run(cfg: GradualConfig, executor, store, log: Callable[[str], None] = print) -> None:
-    from lth.experiments.imp import ModelBuilder, _plan, schedule_of
-    from lth.experiments.sources import imp_part, source_levels, source_store
+    from lth.experiments.sources import begin
 
-    data = executor.dataset(cfg.data)
-    section = cfg.gradual
-    source = source_store(cfg, section.source, max(section.levels or (cfg.lottery.levels,)), executor, log)
-    levels = sorted(set(section.levels)) or source_levels(source, cfg.lottery.replicates)
-    build = ModelBuilder.for_data(cfg.model, data)
-    imp = imp_part(cfg, max(levels))
-    store.write_plan({"pm_percent": schedule_of(imp, _plan(imp, build(cfg.seed))), "levels": levels})
+    source, levels, build, data = begin(cfg, "gradual", executor, store, log)
     Gradual(cfg, store, source, build, levels, data).run(executor, log)
 
 

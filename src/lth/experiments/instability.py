@@ -82,20 +82,17 @@ class InstabilityConfig(ImpConfig):
 
 def resolve(cfg: InstabilityConfig) -> InstabilityConfig:
     """With a source run, its data, model, training, pruning and seed are the ones measured."""
-    from lth.experiments.sources import adopt, read_source
+    from lth.experiments.sources import resolve_source
 
-    if not cfg.instability.source:
-        return cfg
-    _, source = read_source(cfg.instability.source, "--instability.source")
-    return adopt(cfg, source)
+    return resolve_source(cfg, "instability")
 
 
 def steps_of(cfg: InstabilityConfig, data) -> tuple[list[int], int]:
     """The k of each --instability.k in iterations (sorted, unique), and the budget; refuses a k at or beyond it."""
-    from lth.data import Batches
+    from lth.experiments.sources import steps_per_epoch
     from lth.train import to_iterations
 
-    spe = Batches(data.train, cfg.train.batch_size, seed=0).steps_per_epoch
+    spe = steps_per_epoch(cfg, data)
     total = to_iterations(cfg.train.budget, spe, "--train.budget")
     ks = []
     for text in cfg.instability.k:
@@ -109,15 +106,10 @@ def steps_of(cfg: InstabilityConfig, data) -> tuple[list[int], int]:
 
 
 def check(cfg: InstabilityConfig, data) -> None:
-    from lth.experiments.sources import check_imp_part, check_source_levels, read_source
+    from lth.experiments.sources import check_source
 
     steps_of(cfg, data)
-    section = cfg.instability
-    if section.source:
-        store, _ = read_source(section.source, "--instability.source")
-        check_source_levels(store, section.levels, cfg.lottery.replicates, "--instability.levels")
-    else:
-        check_imp_part(cfg, max(section.levels), data)
+    check_source(cfg, "instability", data, finished=False)
 
 
 def branch(base: str, k: int, copy: str = "") -> str:
@@ -309,17 +301,10 @@ class Instability:
 
 
 def run(cfg: InstabilityConfig, executor, store, log: Callable[[str], None] = print) -> None:
-    from lth.experiments.imp import ModelBuilder, _plan, schedule_of
-    from lth.experiments.sources import imp_part, source_store
+    from lth.experiments.sources import begin
 
-    data = executor.dataset(cfg.data)
-    ks, _ = steps_of(cfg, data)
-    section = cfg.instability
-    source = source_store(cfg, section.source, max(section.levels), executor, log)
-    build = ModelBuilder.for_data(cfg.model, data)
-    imp = imp_part(cfg, max(section.levels))
-    store.write_plan({"pm_percent": schedule_of(imp, _plan(imp, build(cfg.seed))), "levels": sorted(section.levels),
-                      "k": ks})
+    ks, _ = steps_of(cfg, executor.dataset(cfg.data))
+    source, _, build, data = begin(cfg, "instability", executor, store, log, k=ks)
     Instability(cfg, store, source, build, ks, data).run(executor, log)
 
 

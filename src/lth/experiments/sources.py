@@ -54,6 +54,51 @@ def imp_part(cfg: Any, levels: int) -> ImpConfig:
     return replace(imp, lottery=replace(imp.lottery, levels=levels, target_pm=None, controls=()))
 
 
+def resolve_source(cfg: Any, section: str) -> Any:
+    """An experiment's `resolve`: with `--<section>.source RUN`, the settings of RUN."""
+    path = getattr(cfg, section).source
+    return adopt(cfg, read_source(path, f"--{section}.source")[1]) if path else cfg
+
+
+def check_source(cfg: Any, section: str, data, *, finished: bool) -> None:
+    """An experiment's refusals about its source: every level asked for is in the source run (with its ticket
+    trained, when `finished`), or, without a source, the IMP run to train can reach them."""
+    fields_ = getattr(cfg, section)
+    flag = f"--{section}"
+    if not fields_.source:
+        check_imp_part(cfg, max(fields_.levels or (cfg.lottery.levels,)), data)
+        return
+    store, _ = read_source(fields_.source, f"{flag}.source")
+    replicates = cfg.lottery.replicates
+    if fields_.levels:
+        check_source_levels(store, fields_.levels, replicates, f"{flag}.levels", finished=finished)
+    elif not source_levels(store, replicates):
+        raise ConfigError(f"the source run {store.root} has no trained pruned level yet; resume it with `lth run` "
+                          "first")
+
+
+def begin(cfg: Any, section: str, executor, store, log: Callable[[str], None], **plan: Any):
+    """An experiment's start: its source run (opened, or trained as needed), the levels it studies (those
+    asked for, else every pruned level the source has trained), the model builder, and plan.json."""
+    from lth.experiments.imp import ModelBuilder, _plan, schedule_of
+
+    data = executor.dataset(cfg.data)
+    fields_ = getattr(cfg, section)
+    asked = sorted(set(fields_.levels))
+    source = source_store(cfg, fields_.source, max(asked or [cfg.lottery.levels]), executor, log)
+    levels = asked or source_levels(source, cfg.lottery.replicates)
+    build = ModelBuilder.for_data(cfg.model, data)
+    imp = imp_part(cfg, max(levels))
+    store.write_plan({"pm_percent": schedule_of(imp, _plan(imp, build(cfg.seed))), "levels": levels, **plan})
+    return source, levels, build, data
+
+
+def steps_per_epoch(cfg: Any, data) -> int:
+    from lth.data import Batches
+
+    return Batches(data.train, cfg.train.batch_size, seed=0).steps_per_epoch
+
+
 def check_imp_part(cfg: Any, levels: int, data) -> None:
     """Refusals for the IMP run trained on demand: its rewind step and its number of levels."""
     from lth.experiments import imp

@@ -71,14 +71,11 @@ def iterations_figure(by_level: dict[int, list[dict]], title: str):
 @section("early_bird")
 def early_bird_section(ctx: Context) -> list[tuple[str, list]]:
     out = []
-    for i, run in enumerate(ctx.runs):
-        if run.experiment != "early_bird":
-            continue
+    for run, suffix, prefix in ctx.runs_of("early_bird"):
         by_level = draws(run)
         if not by_level:
             ctx.note(f"{run.label}: no finished early-bird ticket yet")
             continue
-        suffix, prefix = (f"-run{i + 1}", f"{run.label}: ") if ctx.multi else ("", "")
         title = common_title([run])
         items = [
             ctx.save(distance_figure(by_level, f"Mask distances during the dense training\n{title}"),

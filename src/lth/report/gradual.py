@@ -36,13 +36,10 @@ def iterations_figure(run, title: str):
 @section("gradual")
 def gradual_section(ctx: Context) -> list[tuple[str, list]]:
     out = []
-    for i, run in enumerate(ctx.runs):
-        if run.experiment != "gradual":
-            continue
+    for run, suffix, prefix in ctx.runs_of("gradual"):
         if not any(r["branch"] in ("gradual", "gradual_total") for r in run.rows):
             ctx.note(f"{run.label}: no finished gradual training yet")
             continue
-        suffix, prefix = (f"-run{i + 1}", f"{run.label}: ") if ctx.multi else ("", "")
         title = common_title([run])
         items = [
             ctx.save(F.pm_figure([run], [("final_test_acc", "test accuracy at end of training (%)", 100),

@@ -106,14 +106,11 @@ def barrier_pm_figure(groups, title: str):
 @section("instability")
 def instability_section(ctx: Context) -> list[tuple[str, list]]:
     out = []
-    for i, run in enumerate(ctx.runs):
-        if run.experiment != "instability":
-            continue
+    for run, suffix, prefix in ctx.runs_of("instability"):
         groups = measurements(run)
         if not groups:
             ctx.note(f"{run.label}: no finished instability measurement yet")
             continue
-        suffix, prefix = (f"-run{i + 1}", f"{run.label}: ") if ctx.multi else ("", "")
         title = common_title([run])
         items = [ctx.save(path_figure(groups, f"Test error between two copies trained from θ_k\n{title}"),
                           f"instability_path{suffix}", prefix + "Test error along the line between the two copies",

@@ -46,6 +46,11 @@ class Context:
     def save(self, fig, name: str, title: str, caption: str) -> F.FigureFile:
         return _save(self.report, fig, self.out, name, title, caption)
 
+    def runs_of(self, experiment: str) -> list[tuple[RunData, str, str]]:
+        """(run, figure-name suffix, heading prefix) of each run of `experiment`, for sections drawn per run."""
+        return [(run, f"-run{i + 1}" if self.multi else "", f"{run.label}: " if self.multi else "")
+                for i, run in enumerate(self.runs) if run.experiment == experiment]
+
 
 Section = Callable[[Context], list[tuple[str, list]]]
 SECTIONS: dict[str, Section] = {}
