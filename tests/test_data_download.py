@@ -89,6 +89,9 @@ def test_checksum_mismatch_keeps_nothing(tmp_path, monkeypatch):
 
 
 def test_verified_download_then_load(tmp_path, monkeypatch):
+    import lth.data.locate as locate
+
+    monkeypatch.setitem(locate.SYSTEM_DIRS, "fashion_mnist", [tmp_path / "no-debian-here"])  # not the installed set
     blobs = tiny_mnist_blobs()
     patch_md5(monkeypatch, "fashion_mnist", blobs)
     calls = serve(monkeypatch, blobs)

@@ -168,10 +168,12 @@ class EarlyBird:
         path = self.store.mask_path(replicate, level)
         if not path.exists():
             masks[index].save(path)
-        draw_step = self.steps[index]
+        drawn, mask_step = bird.index is not None, self.steps[index]
         imp_find = self.total + (level - 1) * (self.total - self.k)
-        out = {"draw_step": draw_step, "drawn": bird.index is not None, "eps": section.eps, "window": section.window,
-               "imp_find_iterations": imp_find, "saved_iterations": imp_find - draw_step,
+        # Never drawn: the ticket is the last mask (the one-shot mask of the trained network), and nothing saved.
+        out = {"draw_step": mask_step if drawn else None, "mask_step": mask_step, "eps": section.eps,
+               "window": section.window, "imp_find_iterations": imp_find,
+               "saved_iterations": imp_find - mask_step if drawn else None,
                "distance_to_imp": masks[index].hamming(imp_mask), "iou_with_imp": masks[index].jaccard(imp_mask),
                "steps": self.steps, "window_distance": bird.distances,
                "imp_distance": [m.hamming(imp_mask) for m in masks]}
@@ -263,7 +265,8 @@ def show(store) -> str:
         def mean(row, key, scale=1.0, fmt="{:.1f}"):
             return fmt.format(scale * row[key]["mean"]) if row is not None and key in row else "-"
 
-        lines.append(f"{lv:>5} {eb['remaining_percent']:>7.2f} {mean(eb, 'draw_step', fmt='{:.0f}'):>9} "
+        drawn = mean(eb, "draw_step", fmt="{:.0f}") if "draw_step" in eb else "never"
+        lines.append(f"{lv:>5} {eb['remaining_percent']:>7.2f} {drawn:>9} "
                      f"{mean(eb, 'imp_find_iterations', fmt='{:.0f}'):>12} {mean(eb, 'saved_iterations', fmt='{:.0f}'):>9} "
                      f"{mean(eb, 'distance_to_imp', 100):>11} {mean(eb, 'final_test_acc', 100):>11} "
                      f"{mean(imp, 'final_test_acc', 100):>12}")

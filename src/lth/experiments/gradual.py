@@ -175,6 +175,7 @@ class Gradual:
         schedule = self.schedule(level, branch)
         summary = Summary.from_dict({"replicate": replicate, "level": level, "branch": branch,
                                      "remaining_percent": 100 * mask.density(), "start_step": 0, **result.summary,
+                                     **pruned_early_stop(result, schedule.end),
                                      "budget_iterations": self.budget(level, branch),
                                      "imp_total_iterations": self.imp_total(level), "prune_begin": schedule.t0,
                                      "prune_end": schedule.end, "prune_every": schedule.dt,
@@ -207,6 +208,16 @@ class Gradual:
         log(f"run folder: {self.store.root}")
         executor.gather(self.submit(executor))
         log(show(self.store))
+
+
+def pruned_early_stop(result, end: int) -> dict:
+    """The early stop among the evaluations at the final sparsity (from the last mask update on): the loop's
+    own would pick the dense network when the validation loss is lowest before pruning ends."""
+    from lth.train.metrics import summarize
+
+    rows = [m for m in result.metrics if m["step"] >= end]
+    final_train = (result.summary["final_train_loss"], result.summary["final_train_acc"])
+    return {k: v for k, v in summarize(rows, final_train).items() if k.startswith("early_stop")}
 
 
 def _ones(size: int):

@@ -40,7 +40,7 @@ def distance_figure(by_level: dict[int, list[dict]], title: str):
         ax.plot(steps, 100 * _mean([r["imp_distance"] for r in recs]), color=color, lw=1, ls="--",
                 label=f"P_m={pm}%: distance to IMP's mask")
         for r in recs:
-            if r["drawn"]:
+            if r.get("draw_step") is not None:
                 ax.axvline(r["draw_step"], color=color, lw=0.8, ls=":")
     eps = by_level[next(iter(by_level))][0]["eps"]
     ax.axhline(100 * eps, color="0.3", lw=1, ls="-.", label=f"ε = {eps:g}")
@@ -58,8 +58,9 @@ def iterations_figure(by_level: dict[int, list[dict]], title: str):
     pms = [recs[0]["remaining_percent"] for recs in by_level.values()]
     for key, label, color in (("imp_find_iterations", "IMP: dense + (L − 1) pruned trainings", "C0"),
                               ("draw_step", "early-bird: the draw step of the dense training", "C3")):
-        ax.plot(pms, [np.mean([r[key] for r in recs]) for recs in by_level.values()], color=color, marker="o",
-                label=label)
+        points = [(pm, np.mean([r[key] for r in recs])) for pm, recs in zip(pms, by_level.values())
+                  if all(r.get(key) is not None for r in recs)]  # a level never drawn has no draw step
+        ax.plot([p[0] for p in points], [p[1] for p in points], color=color, marker="o", label=label)
     F.pm_axis(ax, pms)
     ax.set_yscale("log")
     ax.set_ylabel("iterations to find the level's mask")

@@ -34,41 +34,47 @@ def _base_label(base: str) -> str:
 
 
 def path_figure(groups, title: str):
+    """One panel per level; color = k, line style = network. One legend for all panels, under them."""
+    from matplotlib.lines import Line2D
+
     levels = sorted({lv for lv, _, _ in groups})
     ks = sorted({k for _, _, k in groups})
-    fig, axes = F.new_figure(ncols=len(levels), width=max(6.4, 4.2 * len(levels)), height=4.2, sharey=True)
+    fig, axes = F.new_figure(ncols=len(levels), width=max(6.4, 4.2 * len(levels)), height=4.4, sharey=True)
     for ax, level in zip(axes[0], levels):
         pm = None
         for (lv, base, k), recs in groups.items():
-            if lv != level:
-                continue
-            pm = recs[0]["remaining_percent"]
-            errors = 100 * np.mean([r["test_error"] for r in recs], axis=0)
-            ax.plot(recs[0]["alpha"], errors, color=f"C{ks.index(k)}", ls=BASE_STYLES.get(base, "-."), lw=1.5,
-                    label=f"{_base_label(base)}, k={k}")
+            if lv == level:
+                pm = recs[0]["remaining_percent"]
+                errors = 100 * np.mean([r["test_error"] for r in recs], axis=0)
+                ax.plot(recs[0]["alpha"], errors, color=f"C{ks.index(k)}", ls=BASE_STYLES.get(base, "-."), lw=1.5)
         ax.set_title(f"level {level}: P_m={F.pm_text(pm)}%", fontsize=9)
         ax.set_xlabel("α: (1 − α)·copy a + α·copy b")
         ax.set_ylabel("test error (%)")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7.5)
+    bases = sorted({base for _, base, _ in groups}, key=list(BASE_STYLES).index)
+    handles = [Line2D([], [], color=f"C{i}", lw=2, label=f"k = {k}") for i, k in enumerate(ks)]
+    handles += [Line2D([], [], color="0.3", ls=BASE_STYLES[b], lw=1.5, label=_base_label(b)) for b in bases]
+    fig.legend(handles=handles, loc="outside lower center", ncols=len(handles), fontsize=8)
     F.suptitle(fig, title)
     return fig
 
 
 def barrier_k_figure(groups, title: str):
+    """Color = network, line style and marker = level."""
     ks = sorted({k for _, _, k in groups})
+    levels = sorted({lv for lv, _, _ in groups})
     fig, axes = F.new_figure(width=6.8, height=4.4)
     ax = axes[0, 0]
-    series = sorted({(lv, base) for lv, base, _ in groups}, key=lambda t: (t[0], t[1] != "ticket"))
-    for i, (level, base) in enumerate(series):
+    series = sorted({(lv, base) for lv, base, _ in groups}, key=lambda t: (t[0], list(BASE_STYLES).index(t[1])))
+    for level, base in series:
         points = [(ks.index(k), _stats([100 * r["barrier"] for r in groups[level, base, k]]), groups[level, base, k])
                   for k in ks if (level, base, k) in groups]
         x = [p[0] for p in points]
         m, lo, hi = (np.array([p[1][j] for p in points]) for j in range(3))
         pm = points[0][2][0]["remaining_percent"]
-        ax.errorbar(x, m, yerr=np.clip([m - lo, hi - m], 0, None), color=f"C{i % 10}",
-                    ls=BASE_STYLES.get(base, "-."), marker="o", ms=4, capsize=2.5,
-                    label=f"{_base_label(base)}, P_m={F.pm_text(pm)}%")
+        ls, marker = F.RUN_STYLES[levels.index(level) % len(F.RUN_STYLES)]
+        ax.errorbar(x, m, yerr=np.clip([m - lo, hi - m], 0, None), color=F.branch_color(base), ls=ls, marker=marker,
+                    ms=4, capsize=2.5, label=f"{_base_label(base)}, P_m={F.pm_text(pm)}%")
     ax.axhline(STABLE, color="0.4", ls=":", lw=1, label="2%: the paper's threshold for stable")
     ax.set_xticks(range(len(ks)))
     ax.set_xticklabels([str(k) for k in ks])
