@@ -10,7 +10,10 @@ from lth.config import (
     ImpConfig,
     LotteryConfig,
     ModelConfig,
+    EnvConfig,
+    PpoConfig,
     PruneConfig,
+    RlConfig,
     TrainConfig,
 )
 from lth.errors import ConfigError
@@ -18,7 +21,8 @@ from lth.errors import ConfigError
 
 @dataclass(frozen=True)
 class Preset:
-    config: ImpConfig
+    config: ImpConfig | RlConfig
+    """Any experiment's config; `lth <cmd> --preset X` takes the sections the command's experiment shares."""
     description: str
 
 
@@ -87,6 +91,36 @@ PRESETS: dict[str, Preset] = {
         replace(_RESNET20, train=replace(_RESNET20.train, lr=0.1, warmup="0it"),
                 lottery=replace(_RESNET20.lottery, rewind="500it")),
         "Frankle et al. 2020: ResNet-20 at lr 0.1 without warmup, rewinding to iteration 500."),
+    # Tickets beyond image classifiers (issue 13; Yu et al. 2020). Budgets are cut to about 20 minutes of CPU
+    # each on 2 cores (docs/lstm-mnist1d.md, docs/transformer-chars.md, docs/ppo-cartpole.md).
+    "lstm_mnist1d_seq": Preset(
+        _exp("mnist1d_seq", ModelConfig(name="lstm", width=128, layers=1),
+             TrainConfig(optimizer="adam", lr=1e-2, batch_size=100, budget="1500it", eval_every="50it"),
+             PruneConfig(strategy="layerwise", rate=0.5, output_rate=0.25), levels=6),
+        "LSTM (1 layer, 128 units) on MNIST-1D read as 40 steps of 1 value, Adam 1e-2, batch 100, 1,500 steps; "
+        "layer-wise 50% (head 25%) to P_m 1.6%, reset to θ_0."),
+    "transformer_chars": Preset(
+        _exp("chars", ModelConfig(name="transformer", width=128, layers=2, heads=4),
+             TrainConfig(optimizer="adam", lr=3e-3, batch_size=32, budget="600it", eval_every="50it"),
+             PruneConfig(strategy="layerwise", rate=0.5, output_rate=0.25, embedding_rate=0.25), levels=5,
+             rewind="30it"),
+        "Pre-LayerNorm Transformer (2 blocks, 4 heads, width 128) as a character LM on Debian's fortunes-min "
+        "(context 64), Adam 3e-3, batch 32, 600 steps; layer-wise 50% (embedding and head 25%) to P_m 3.6%, "
+        "late rewinding to step 30."),
+    "ppo_cartpole": Preset(
+        RlConfig(prune=PruneConfig(strategy="layerwise", rate=0.5, output_rate=0.25),
+                 lottery=LotteryConfig(levels=5, rewind="5120it")),
+        "PPO (Stable-Baselines3, the zoo's CartPole-v1 settings, 102,400 steps) on CartPole-v1; policy and "
+        "value networks 64-64 pruned layer-wise 50% (both heads 25%) to P_m 3.6%, late rewinding to step 5,120 "
+        "(5%). Needs lth[rl]."),
+    "ppo_acrobot": Preset(
+        RlConfig(env=EnvConfig(id="Acrobot-v1", n_envs=16, eval_every="40960it"),
+                 agent=PpoConfig(budget="204800it", n_steps=256, batch_size=256, n_epochs=4, lr=3e-4,
+                                 schedule="constant", gamma=0.99, gae_lambda=0.94),
+                 prune=PruneConfig(strategy="layerwise", rate=0.5, output_rate=0.25),
+                 lottery=LotteryConfig(levels=5, rewind="8192it")),
+        "PPO on Acrobot-v1 with the zoo's settings (16 environments, n_steps 256, 4 epochs, lr 3e-4) but 204,800 "
+        "steps instead of 1M, and no observation normalization; pruning as ppo_cartpole. Needs lth[rl]."),
 }
 
 
@@ -100,6 +134,10 @@ def get(name: str) -> ImpConfig:
 
 def describe(name: str) -> str:
     c = PRESETS[name].config
+    if isinstance(c, RlConfig):
+        a = c.agent
+        return (f"ppo on {c.env.id}; lr {a.lr:g}, {a.budget}; prune {c.prune.strategy} {c.prune.rate:g}; "
+                f"{c.lottery.levels} levels, rewind {c.lottery.rewind}")
     t, p = c.train, c.prune
     prune = f"{p.strategy} {p.rate:g}"
     if p.conv_rate is not None:

@@ -53,7 +53,7 @@ _UNIT_DIR = re.compile(r"^rep(\d+)/level(\d+)/([A-Za-z0-9_]+)$")
 
 def run_name(cfg: Any, mode: str | None = None, hash_: str | None = None) -> str:
     """`<preset or model_dataset>-<mode>-<hash>`, e.g. `mnist1d_mlp-imp-1a2b3c4d`."""
-    base = cfg.preset or f"{cfg.model.name}_{cfg.data.dataset}"
+    base = cfg.preset or (cfg.base_name() if hasattr(cfg, "base_name") else f"{cfg.model.name}_{cfg.data.dataset}")
     mode = mode or cfg.folder_mode()
     return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{base}-{mode}-{hash_ or config_hash(cfg)}")
 

@@ -39,6 +39,10 @@ class Experiment:
     branches: Callable[[dict, int], list[str]] | None = None
     """branches(config dict, level): the trainings a level should have, so the report can name what is
     missing from an unfinished run."""
+    needs_data: bool = True
+    """Whether `launch` loads the config's dataset (an agent that makes its own data, `lth rl`, does not)."""
+    default_preset: str | None = None
+    """The preset the CLI starts from without --preset (None: the CLI's default, mnist1d_mlp)."""
 
 
 EXPERIMENTS: dict[str, Experiment] = {}
@@ -72,9 +76,9 @@ def launch(cfg: RunConfig, *, data=None, progress: bool | None = None, log: Call
     from lth.validate import preflight
 
     experiment = experiment_of(cfg)
-    preflight(cfg)
+    preflight(cfg, data=experiment.needs_data)
     device = resolve_device(cfg.device)
-    if data is None:
+    if data is None and experiment.needs_data:
         from lth.data import load
 
         data = load(cfg.data, device=device)  # a missing or corrupt dataset fails before a run folder is made
@@ -83,7 +87,7 @@ def launch(cfg: RunConfig, *, data=None, progress: bool | None = None, log: Call
     store = RunStore.for_config(cfg, log=log)
     if executor is None:
         executor = LocalExecutor(device=device, compute=cfg.compute, progress=progress,
-                                 datasets={cfg.data: data})
+                                 datasets={cfg.data: data} if experiment.needs_data else {})
     with store:
         experiment.run(cfg, executor, store, log)
     return store

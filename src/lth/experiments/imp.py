@@ -355,7 +355,8 @@ def _fingerprint(model) -> str:
 
 def find_tickets(model_fn: Callable[..., Any], train_fn: Callable[..., dict[str, Any]], *,
                  name: str = "custom", prune: PruneConfig | None = None, lottery: LotteryConfig | None = None,
-                 seed: int = 0, out_dir: str = "runs", log: Callable[[str], None] = print):
+                 seed: int = 0, out_dir: str = "runs", checkpoint_seconds: float = 30.0,
+                 log: Callable[[str], None] = print):
     """IMP on your own network and training loop.
 
     `model_fn()` builds the network (seeded by lth; or `model_fn(seed)`), `train_fn(model, mask)` trains it
@@ -363,9 +364,13 @@ def find_tickets(model_fn: Callable[..., Any], train_fn: Callable[..., dict[str,
     `prune.criterion`), resets the survivors to θ_0, trains the controls, and stores everything under
     `out_dir` like `lth run`. `name` names the run folder; the model's architecture is part of the run's
     identity, so another model under the same name gets its own folder.
-    """
-    import inspect
 
+    With a third parameter, `train_fn(model, mask, loop)` gets an lth.executors.function.Loop: `loop.start_step`
+    says where the training starts, `loop.reached(step)` reports progress, `loop.log(step, **numbers)` records
+    metrics and `loop.save_state`/`loop.resume_state` make a killed training resume. Rewinding
+    (`lottery.rewind="2048it"`, counted in the steps your loop reports) needs it: the dense training must report
+    step k, whose weights lth keeps as θ_k, and every level then starts from θ_k at `loop.start_step` = k.
+    """
     import torch
 
     from lth.executors import LocalExecutor
@@ -373,28 +378,69 @@ def find_tickets(model_fn: Callable[..., Any], train_fn: Callable[..., dict[str,
     from lth.validate import preflight
 
     lottery = lottery or LotteryConfig()
-    if not lottery.resets:
-        raise ConfigError("find_tickets resets to θ_0 only (rewind 0it): it cannot stop inside your training "
-                          "function to save θ_k; use run_imp with a registered model for rewinding")
     if not callable(model_fn) or not callable(train_fn):
         raise ConfigError("find_tickets(model_fn, train_fn): both must be callables (a model factory and your "
                           "training function)")
+    cfg = ImpConfig(prune=prune or PruneConfig(), lottery=lottery, seed=seed, preset=name, out_dir=out_dir,
+                    checkpoint_seconds=checkpoint_seconds)
+    build = seeded_builder(model_fn)
+    cfg = replace(cfg, model=replace(cfg.model, name=f"custom:{name}:{_fingerprint(_checked_model(build(seed)))}"))
+    preflight(cfg, data=False)
+    loop_rewind_step(cfg.lottery, train_fn)
+    store = RunStore.for_config(cfg, log=log)
+    with store:
+        run_tickets(cfg, store, build, train_fn, LocalExecutor(device=torch.device("cpu")), log)
+    return store
+
+
+def run_tickets(cfg: ImpConfig, store, build: Callable[[int], Any], train_fn: Callable[..., Any], executor,
+                log: Callable[[str], None] = print) -> None:
+    """find_tickets' work in a run folder that is already open: IMP whose trainings are `train_fn` on networks
+    from `build(seed)`. Experiments built on a foreign training loop (`lth rl`) run through it too."""
+    Imp(cfg, store, build, loop_rewind_step(cfg.lottery, train_fn), train_fn=train_fn).run(executor, log)
+
+
+def seeded_builder(model_fn: Callable[..., Any]) -> Callable[[int], Any]:
+    """build(seed) from a user's model factory: model_fn(seed), or model_fn() under torch's RNG seeded (and
+    restored after)."""
+    import inspect
+
     takes_seed = len(inspect.signature(model_fn).parameters) > 0
 
     def build(s: int):
+        import torch
+
         if takes_seed:
             return model_fn(s)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(s)
             return model_fn()
 
-    model = build(seed)
+    return build
+
+
+def _checked_model(model):
+    import torch
+
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model_fn must return an nn.Module, got {type(model).__name__}")
-    cfg = ImpConfig(prune=prune or PruneConfig(), lottery=lottery, seed=seed, preset=name, out_dir=out_dir)
-    cfg = replace(cfg, model=replace(cfg.model, name=f"custom:{name}:{_fingerprint(model)}"))
-    preflight(cfg, data=False)
-    store = RunStore.for_config(cfg, log=log)
-    with store:
-        Imp(cfg, store, build, 0, train_fn=train_fn).run(LocalExecutor(device=torch.device("cpu")), log)
-    return store
+    return model
+
+
+def loop_rewind_step(lottery: LotteryConfig, train_fn: Callable[..., Any]) -> int:
+    """k for a foreign loop: counted in the steps the loop reports, so only `Nit`; rewinding needs the Loop
+    argument (the dense training reports step k through it)."""
+    from lth.config import parse_steps
+    from lth.executors.function import takes_loop
+
+    k, unit = parse_steps(lottery.rewind, "--lottery.rewind")
+    if k == 0:
+        return 0
+    if unit != "it":
+        raise ConfigError(f"--lottery.rewind {lottery.rewind}: with your own training loop lth knows no epochs; give "
+                          f"the rewind step in the steps your loop reports, e.g. {k}it")
+    if not takes_loop(train_fn):
+        raise ConfigError(f"--lottery.rewind {lottery.rewind}: rewinding needs train_fn(model, mask, loop), whose "
+                          f"dense training calls loop.reached(step) so that lth can keep θ_{k}; add the third "
+                          "parameter, or reset to θ_0 with rewind 0it")
+    return k

@@ -44,6 +44,11 @@ def run(cfg: RunConfig, executor, store, log: Callable[[str], None] = print) -> 
 
 
 def format_summary(s) -> str:
+    if "final_test_bpc" in s:  # a language model: bits per character where a classifier shows accuracy
+        return (f"{s.iterations} iterations in {s.seconds or 0:.1f} s | early stop (min val loss) at "
+                f"iteration {s.early_stop_step}: val {s['early_stop_val_bpc']:.3f} bpc, test "
+                f"{s['early_stop_test_bpc']:.3f} bpc | end of training: train {s['final_train_bpc']:.3f} bpc, "
+                f"test {s['final_test_bpc']:.3f} bpc")
     return (f"{s.iterations} iterations in {s.seconds or 0:.1f} s | early stop (min val loss) at "
             f"iteration {s.early_stop_step}: val acc {100 * s.early_stop_val_acc:.1f}%, "
             f"test acc {100 * s.early_stop_test_acc:.1f}% | end of training: train acc "

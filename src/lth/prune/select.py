@@ -34,7 +34,7 @@ class PrunePlan:
 
     @classmethod
     def for_model(cls, model: nn.Module, cfg: PruneConfig) -> "PrunePlan":
-        from lth.models import layer_kind, output_name, prunable_names
+        from lth.models import layer_kind, output_names, prunable_names
 
         names = prunable_names(model)
         params = dict(model.named_parameters())
@@ -48,11 +48,11 @@ class PrunePlan:
             raise ConfigError("--prune.exclude excludes every prunable weight: nothing left to prune")
         if cfg.strategy == "global":
             return cls("global", {n: cfg.rate for n in included}, sizes)
-        out = output_name(model)
+        outputs = output_names(model)
         rates = {}
         group_rates = {"conv": cfg.conv_rate, "embedding": cfg.embedding_rate}  # None: same as cfg.rate
         for n in included:
-            if n == out:
+            if n in outputs:
                 rates[n] = cfg.output_rate if cfg.output_rate is not None else cfg.rate / 2
             else:
                 group_rate = group_rates.get(layer_kind(model, n))

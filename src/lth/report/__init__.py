@@ -11,11 +11,13 @@ differs from the others (e.g. "lottery.one_shot=True").
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from lth.errors import ConfigError, RunFolderError
+from lth.experiments.results import LM_COLUMNS, RL_COLUMNS, columns_for
 from lth.report import figures as F
 from lth.report import masks as M
 from lth.report.html import page
@@ -23,7 +25,7 @@ from lth.report.html import (
     table as html_table,  # not `table`: the submodule lth.report.table takes that name
 )
 from lth.report.load import RunData, common_title, label_runs, load_run
-from lth.report.table import columns, markdown, user_keys, write_csv
+from lth.report.table import columns, markdown, table_note, user_keys, write_csv
 
 __all__ = ["Report", "build_report", "load_run", "write_report"]
 
@@ -82,8 +84,7 @@ def build_report(runs: list[Path], out: str | Path | None = None, *, curve_level
     rep.tables = {"csv": out / "summary.csv", "markdown": out / "summary.md"}
     header, cells = columns(data)
     summary = html_table(header, cells, left=1 if multi else 0) + (
-        "<p><small>Accuracies in percent; with several replicates: mean [min–max]. ES = early stop (minimum "
-        "validation loss). Also in summary.csv (raw values) and summary.md.</small></p>")
+        f"<p><small>{table_note(data)} Also in summary.csv (raw values) and summary.md.</small></p>")
     sections = [("Results vs weights remaining", results), ("Summary table", [summary]), *mask_sections]
     rep.html.write_text(page(title, data, rep.notes, sections))
     return rep
@@ -98,8 +99,13 @@ def _save(rep: Report, fig, out: Path, name: str, title: str, caption: str) -> F
 def result_figures(runs: list[RunData], out: Path, title: str, curve_levels: list[int] | None,
                    rep: Report) -> list[F.FigureFile]:
     rows = [r for run in runs for r in run.rows]
+    columns = columns_for(rows)
+    if columns is LM_COLUMNS:
+        return lm_figures(runs, out, title, curve_levels, rep)
+    if columns is RL_COLUMNS:
+        return rl_figures(runs, out, title, curve_levels, rep)
     has = {k for r in rows for k, v in r.items() if isinstance(v, dict)}
-    figs, bars = [], "Mean over replicates; bars span min to max."
+    figs, bars = [], BARS
     if "early_stop_test_acc" in has:
         head = "Test accuracy at the early-stop iteration vs weights remaining"
         fig = F.pm_figure(runs, [("early_stop_test_acc", "test accuracy at early stop (%)", 100)], f"{head}\n{title}")
@@ -112,9 +118,7 @@ def result_figures(runs: list[RunData], out: Path, title: str, curve_levels: lis
             figs.append(_save(rep, F.pm_figure(runs, panels, f"{head}\n{title}"), out, "metrics_vs_pm", head, bars))
         rep.notes.append("no early-stop fields in the summaries (e.g. a find_tickets run): early-stop figures omitted")
     if "early_stop_step" in has:
-        head = "Early-stop iteration (minimum validation loss) vs weights remaining"
-        fig = F.pm_figure(runs, [("early_stop_step", "early-stop iteration", 1)], f"{head}\n{title}")
-        figs.append(_save(rep, fig, out, "early_stop_vs_pm", head, f"Lower = learns faster. {bars}"))
+        figs.append(_early_stop(runs, out, title, rep))
     panels = [(k, y, 100) for k, y in (("final_train_acc", "train accuracy at end of training (%)"),
                                        ("final_test_acc", "test accuracy at end of training (%)")) if k in has]
     if panels:
@@ -128,6 +132,57 @@ def result_figures(runs: list[RunData], out: Path, title: str, curve_levels: lis
     else:
         figs.append(_save(rep, fig, out, "test_accuracy_vs_iteration", "Test accuracy vs training iteration",
                           "Ticket solid, random reinit (same mask) dashed; mean over replicates, band = min-max."))
+    return figs
+
+
+BARS = "Mean over replicates; bars span min to max."
+CURVES = "Ticket solid, random reinit (same mask) dashed; mean over replicates, band = min-max."
+
+
+def _early_stop(runs: list[RunData], out: Path, title: str, rep: Report) -> F.FigureFile:
+    head = "Early-stop iteration (minimum validation loss) vs weights remaining"
+    fig = F.pm_figure(runs, [("early_stop_step", "early-stop iteration", 1)], f"{head}\n{title}")
+    return _save(rep, fig, out, "early_stop_vs_pm", head, f"Lower = learns faster. {BARS}")
+
+
+def lm_figures(runs: list[RunData], out: Path, title: str, curve_levels: list[int] | None,
+               rep: Report) -> list[F.FigureFile]:
+    """Language models: bits per character (lower is better) where classifiers show accuracy."""
+    head = "Test bits per character at the early-stop iteration vs weights remaining"
+    figs = [_save(rep, F.pm_figure(runs, [("early_stop_test_bpc", "test bits per character at early stop", 1)],
+                                   f"{head}\n{title}"), out, "bpc_vs_pm", head, f"Lower is better. {BARS}"),
+            _early_stop(runs, out, title, rep)]
+    head = "Train and test bits per character at the end of training vs weights remaining"
+    panels = [("final_train_bpc", "train bits per character at end of training", 1),
+              ("final_test_bpc", "test bits per character at end of training", 1)]
+    figs.append(_save(rep, F.pm_figure(runs, panels, f"{head}\n{title}"), out, "end_bpc_vs_pm", head,
+                      f"The gap between the panels is the generalization gap. {BARS}"))
+    levels = {str(r.root): F.pick_levels(r, curve_levels) for r in runs}
+    fig = F.iteration_figure(runs, levels, f"Test bits per character during training\n{title}", key="test_loss",
+                             scale=1 / math.log(2), ylabel="test bits per character")
+    if fig is not None:
+        figs.append(_save(rep, fig, out, "test_bpc_vs_iteration", "Test bits per character vs training iteration",
+                          CURVES))
+    return figs
+
+
+def rl_figures(runs: list[RunData], out: Path, title: str, curve_levels: list[int] | None,
+               rep: Report) -> list[F.FigureFile]:
+    """Agents: evaluation returns, and the first step at which the environment counted as solved."""
+    head = "Evaluation return vs weights remaining"
+    panels = [("final_return", "mean evaluation return at the end", 1),
+              ("mean_return", "mean over the evaluations during training", 1)]
+    figs = [_save(rep, F.pm_figure(runs, panels, f"{head}\n{title}"), out, "return_vs_pm", head,
+                  f"Greedy policy, the same evaluation episodes for every training. {BARS}")]
+    head = "First step at which the evaluation return reached the solved threshold vs weights remaining"
+    figs.append(_save(rep, F.pm_figure(runs, [("solved_step", "environment steps to solve", 1)], f"{head}\n{title}"),
+                      out, "solved_step_vs_pm", head,
+                      f"Lower = learns faster; a missing point never reached the threshold. {BARS}"))
+    levels = {str(r.root): F.pick_levels(r, curve_levels) for r in runs}
+    fig = F.iteration_figure(runs, levels, f"Evaluation return during training\n{title}", key="eval_return",
+                             scale=1, ylabel="mean evaluation return", xlabel="environment step")
+    if fig is not None:
+        figs.append(_save(rep, fig, out, "return_vs_step", "Evaluation return vs environment step", CURVES))
     return figs
 
 

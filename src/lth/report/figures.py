@@ -187,9 +187,10 @@ def mean_curve(run: RunData, level: int, branch: str, key: str) -> tuple[np.ndar
     return np.array(steps), vals.mean(0), vals.min(0), vals.max(0)
 
 
-def iteration_figure(runs: list[RunData], levels: dict[str, list[int]], title: str, key: str = "test_acc"):
-    """Test accuracy vs training iteration: one panel per run; ticket solid, random reinit dashed.
-    None when no run has metrics.csv files (e.g. find_tickets runs)."""
+def iteration_figure(runs: list[RunData], levels: dict[str, list[int]], title: str, key: str = "test_acc",
+                     scale: float = 100, ylabel: str = "test accuracy (%)", xlabel: str = "training iteration"):
+    """`key` of metrics.csv (default test accuracy) vs training iteration: one panel per run; ticket solid,
+    random reinit dashed. None when no run has metrics.csv files (e.g. find_tickets runs)."""
     curves: dict[str, list] = {}
     for run in runs:
         pm = run.pm()
@@ -208,11 +209,11 @@ def iteration_figure(runs: list[RunData], levels: dict[str, list[int]], title: s
                            sharey=True)
     for ax, run in zip(axes[0], panels):
         for (steps, m, lo, hi), color, ls, label in curves[str(run.root)]:
-            ax.plot(steps, 100 * m, color=color, ls=ls, lw=1.5, label=label)
+            ax.plot(steps, scale * m, color=color, ls=ls, lw=1.5, label=label)
             if len(run.replicates) > 1:
-                ax.fill_between(steps, 100 * lo, 100 * hi, color=color, alpha=0.12, lw=0)
-        ax.set_xlabel("training iteration")
-        ax.set_ylabel("test accuracy (%)")
+                ax.fill_between(steps, scale * lo, scale * hi, color=color, alpha=0.12, lw=0)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
         if len(panels) > 1:

@@ -219,7 +219,8 @@ def run_loop(stepper, members: list[Member], data, *, start_step: int = 0, augme
         finals = torch.stack([final_loss, final_acc], dim=-1).reshape(k, 2).tolist()
     stepper.sync()
     seconds = (time.perf_counter() - t0) / k
-    return [TrainResult(metrics[j], summarize(metrics[j], tuple(finals[j])), seconds) for j in range(k)]
+    return [TrainResult(metrics[j], summarize(metrics[j], tuple(finals[j]), getattr(data, "task", "classify")),
+                        seconds) for j in range(k)]
 
 
 def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: int = 0,
