@@ -7,10 +7,10 @@ from dataclasses import dataclass, replace
 
 from lth.config import (
     DataConfig,
+    EnvConfig,
     ImpConfig,
     LotteryConfig,
     ModelConfig,
-    EnvConfig,
     PpoConfig,
     PruneConfig,
     RlConfig,

@@ -6,7 +6,13 @@ re-draws any nn.Module's weights deterministically; `prunable_names` / `output_n
 """
 
 from .init import INITIALIZERS, initialize
-from .introspect import count_weights, layer_kind, output_name, output_names, prunable_names
+from .introspect import (
+    count_weights,
+    layer_kind,
+    output_name,
+    output_names,
+    prunable_names,
+)
 from .registry import MODELS, ModelInfo, build_model
 
 __all__ = [

@@ -7,7 +7,13 @@ import csv
 from pathlib import Path
 from typing import Any
 
-from lth.experiments.results import COLUMNS, LM_COLUMNS, METRIC_SETS, RL_COLUMNS, columns_for
+from lth.experiments.results import (
+    COLUMNS,
+    LM_COLUMNS,
+    METRIC_SETS,
+    RL_COLUMNS,
+    columns_for,
+)
 from lth.report.load import RunData
 
 # Summary fields lth's trainer writes besides COLUMNS: kept in the CSV, left out of the readable table.
