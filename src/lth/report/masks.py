@@ -21,6 +21,9 @@ from lth.report.load import RunData
 # Datasets whose pictures are known: the shape one input is drawn as (channels are summed away).
 PICTURES = {"mnist": (28, 28), "fashion_mnist": (28, 28), "mnist1d": (40,), "synthetic": (16, 16),
             "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
+SEQUENCES = {"mnist1d_seq", "mnist_rows", "chars", "chars_tiny"}
+"""Datasets read step by step: a sequence model's first weight (an embedding, a recurrent input matrix) does not
+connect to input positions, so it gets no input pictures."""
 
 
 @dataclass
@@ -85,6 +88,8 @@ def input_picture(run: RunData, fan_in: int) -> tuple[int, ...] | None:
     """How one input of the first layer is drawn: (H, W), (L,) or (C, H, W); None if it is not the input."""
     dataset = str(run.config.get("data", {}).get("dataset", ""))
     custom = str(run.config.get("model", {}).get("name", "")).startswith("custom:")
+    if dataset in SEQUENCES:
+        return None
     shape = None if custom else PICTURES.get(dataset)
     if shape is not None:
         return shape if math.prod(shape) == fan_in else None
