@@ -1,23 +1,27 @@
 # `make run` and `make test` work on a fresh machine: both create .venv first if it is missing.
+# EXTRAS: the optional dependencies installed with lth, e.g. `make test EXTRAS=test,rl` (CI) for `lth rl`.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+EXTRAS ?= test
+comma := ,
+INSTALLED := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 
 .PHONY: run test bench clean-venv
 
-$(BIN)/lth: pyproject.toml constraints.txt
-	$(PY) -m venv $(VENV)
+$(INSTALLED): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
-	touch $(BIN)/lth
+	$(BIN)/pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	touch $@
 
-run: $(BIN)/lth
+run: $(INSTALLED)
 	$(BIN)/lth run
 
-test: $(BIN)/lth
+test: $(INSTALLED)
 	$(BIN)/pytest -q
 
-bench: $(BIN)/lth
+bench: $(INSTALLED)
 	$(BIN)/python benchmarks/throughput.py
 
 clean-venv:
