@@ -83,7 +83,15 @@ def resolve_config(argv: list[str], prog: str, cls: type[RunConfig] | None = Non
 
     cls = cls or ImpConfig
     opts, rest = _experiment_parser(prog).parse_known_args(argv)
-    cfg = as_config(presets.get(opts.preset or default_preset or DEFAULT_PRESET), cls)
+    name = opts.preset or default_preset or DEFAULT_PRESET
+    preset = presets.get(name)
+    if isinstance(preset, RunConfig) != issubclass(cls, RunConfig):  # e.g. `lth run --preset ppo_cartpole`
+        from lth.errors import ConfigError
+        from lth.experiments import EXPERIMENTS
+
+        owner = next(((e.commands or (e.name,))[0] for e in EXPERIMENTS.values() if e.config is type(preset)), "?")
+        raise ConfigError(f"preset {name!r} is for `lth {owner}`, not `{prog}`: run `lth {owner} --preset {name}`")
+    cfg = as_config(preset, cls)
     if opts.config:
         cfg = from_dict(cls, load_file(opts.config), base=cfg)
     if opts.data_dir and hasattr(cfg, "data"):
