@@ -185,13 +185,14 @@ def test_imports_point_down_the_layers():
 
 def test_help_and_presets_do_not_import_torch():
     code = ("import sys\nfrom lth.cli import main\n"
-            "for argv in (['--help'], ['presets'], ['run', '--help'], ['train', '--help']):\n"
+            "for argv in (['--help'], ['presets'], ['run', '--help'], ['train', '--help'], ['rl', '--help']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO TORCH')\n")
+            "heavy = ('torch', 'stable_baselines3', 'gymnasium')\n"
+            "print('TORCH' if any(m in sys.modules for m in heavy) else 'NO TORCH')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("NO TORCH"), out.stdout[-500:]
-    assert "--lottery.levels" in out.stdout and "--compute.batch" in out.stdout
+    assert "--lottery.levels" in out.stdout and "--compute.batch" in out.stdout and "--env.id" in out.stdout
 
 
 def test_summaries_are_typed_records(tiny_cfg):

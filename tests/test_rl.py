@@ -44,18 +44,6 @@ def test_a_missing_extra_names_the_pip_command(tmp_path, monkeypatch, capsys):
     assert not any(tmp_path.iterdir())  # refused before a run folder was made
 
 
-def test_rl_help_imports_neither_torch_nor_sb3():
-    import subprocess
-
-    code = ("import sys\nfrom lth.cli import main\n"
-            "for argv in (['rl', '--help'], ['presets']):\n"
-            "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-            "print(sorted(m for m in ('torch', 'stable_baselines3', 'gymnasium') if m in sys.modules))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().endswith("[]") and "--env.id" in out.stdout and "ppo_cartpole" in out.stdout
-
-
 def test_a_preset_of_another_experiment_is_refused(tmp_path, capsys):
     assert main(["run", "--preset", "ppo_cartpole", "--out", str(tmp_path)]) == 2
     assert "preset 'ppo_cartpole' is for `lth rl`" in capsys.readouterr().err

@@ -274,6 +274,15 @@ class ComputeConfig:
         return int(self.batch)
 
 
+def check_sections(cfg: Any) -> None:
+    """What every experiment's config checks: each section's own `check`, and the checkpoint interval."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value) and hasattr(value, "check"):
+            value.check()
+    _positive_finite(cfg.checkpoint_seconds, "--checkpoint_seconds", zero_ok=True)
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """What every experiment has: data, model, training, compute settings, the seed, and where it runs.
@@ -304,11 +313,7 @@ class RunConfig:
 
     def check(self) -> None:
         """Every section's own checks, then the checks across sections that need no data or model."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if is_dataclass(value) and hasattr(value, "check"):
-                value.check()
-        _positive_finite(self.checkpoint_seconds, "--checkpoint_seconds", zero_ok=True)
+        check_sections(self)
         if not str(self.device).strip():
             raise ConfigError("--device must be auto, cpu, cuda or cuda:N, got an empty string")
 
@@ -439,11 +444,7 @@ class RlConfig:
         return self.env.n_envs * self.agent.n_steps
 
     def check(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if is_dataclass(value) and hasattr(value, "check"):
-                value.check()
-        _positive_finite(self.checkpoint_seconds, "--checkpoint_seconds", zero_ok=True)
+        check_sections(self)
         if self.device != "cpu":
             raise ConfigError(f"--device {self.device}: lth rl trains on the CPU only (use --device cpu)")
         rollout, budget = self.rollout(), parse_steps(self.agent.budget, "--agent.budget")[0]
