@@ -349,5 +349,5 @@ def run(cfg: RlConfig, executor, store, log: Callable[[str], None] = print) -> N
 
 RL = register(Experiment(
     name="rl", config=RlConfig, run=run, commands=("rl",), check=check, show=show, branches=expected_branches,
-    needs_data=False, default_preset="ppo_cartpole", report_sections=("results", "masks"),
+    needs_data=False, default_preset="ppo_cartpole",
     help="find winning tickets in a PPO agent (Stable-Baselines3; needs lth[rl]); default: CartPole-v1"))

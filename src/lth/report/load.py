@@ -211,6 +211,8 @@ def describe_parts(config: dict[str, Any], n_replicates: int) -> list[str]:
     name = str(model.get("name", "?"))
     custom = name.startswith("custom:")
     what = name if custom else f"{name} on {data.get('dataset', '?')}"
+    if "env" in config and "agent" in config:  # an agent (lth rl): PPO on an environment
+        name, what, tr = "ppo", f"ppo on {config['env'].get('id', '?')}", {"optimizer": "adam", **config["agent"]}
     if config.get("preset") and config["preset"] not in (name, name.removeprefix("custom:")):
         what = f"{config['preset']}: {what}"
     rate = 100 * float(pr.get("rate", 0))
