@@ -91,16 +91,22 @@ class PolicyBuilder:
         from stable_baselines3.common.policies import ActorCriticPolicy
 
         env = gym.make(self.cfg.env.id)
-        agent = self.cfg.agent
-        activation = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[agent.activation]
+        lr = self.cfg.agent.lr
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            policy = ActorCriticPolicy(env.observation_space, env.action_space, lambda _: agent.lr,
-                                       net_arch={"pi": list(agent.hidden), "vf": list(agent.hidden)},
-                                       activation_fn=activation)
+            policy = ActorCriticPolicy(env.observation_space, env.action_space, lambda _: lr,
+                                       **policy_kwargs(self.cfg))
         env.close()
         policy.output_names = list(OUTPUT_NAMES)
         return policy
+
+
+def policy_kwargs(cfg: RlConfig) -> dict[str, Any]:
+    """The actor-critic's architecture: separate policy and value networks of `agent.hidden` widths."""
+    import torch
+
+    return {"net_arch": {"pi": list(cfg.agent.hidden), "vf": list(cfg.agent.hidden)},
+            "activation_fn": {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}[cfg.agent.activation]}
 
 
 # -- evaluation ------------------------------------------------------------------------------------------
@@ -261,7 +267,7 @@ class PpoTraining:
         agent = PPO("MlpPolicy", env, learning_rate=schedule(a.lr), n_steps=a.n_steps, batch_size=a.batch_size,
                     n_epochs=a.n_epochs, gamma=a.gamma, gae_lambda=a.gae_lambda, clip_range=schedule(a.clip_range),
                     ent_coef=a.ent_coef, vf_coef=a.vf_coef, max_grad_norm=a.max_grad_norm, seed=seed, device="cpu",
-                    policy_kwargs={"net_arch": {"pi": list(a.hidden), "vf": list(a.hidden)}}, verbose=0)
+                    policy_kwargs=policy_kwargs(self.cfg), verbose=0)
         agent.policy = policy  # lth's network: its starting weights, and its mask kept by lth
         return agent
 
