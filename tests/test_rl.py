@@ -156,3 +156,6 @@ def test_lth_rl_smoke_on_acrobot_with_show_and_report(tmp_path, capsys):
     assert shown["experiment"] == "rl" and shown["config"]["env"]["id"] == "Acrobot-v1"
     ticket = next(r for r in shown["levels"] if r["level"] == 1 and r["branch"] == "ticket")
     assert -500 <= ticket["final_return"]["mean"] <= 0  # Acrobot: -1 per step, at most 500 steps
+    # The ticket exports like a find_tickets run's: from the files alone.
+    assert main(["export", str(run), "--level", "1", "--format", "dense", "--out", str(tmp_path / "t.safetensors")]) == 0
+    assert "action_net.weight" in load_weights(tmp_path / "t.safetensors")

@@ -118,7 +118,10 @@ def _read_run(run, level: int, branch: str, replicate: int, model: nn.Module | N
     store = RunStore.open(run)
     config = store.config()
     final = _final_weights(store, replicate, level, branch)
-    name = config["model"]["name"]
+    # A run without a model section (an agent of `lth rl`) holds a network lth's model registry cannot build:
+    # like a find_tickets run, it exports from the files, or from an instance the caller passes.
+    described = config.get("model") or {k: config[k] for k in ("env", "agent") if k in config}
+    name = config["model"]["name"] if "model" in config else f"custom:{store.experiment()}"
     if model is None and need_model:
         if name.startswith("custom:"):
             raise ExportError(f"run {store.root} holds your own model ({name}, from find_tickets), which lth cannot "
@@ -127,7 +130,7 @@ def _read_run(run, level: int, branch: str, replicate: int, model: nn.Module | N
         model = _registered_model(config)
     state = load_weights(final)
     mask = _run_mask(store, replicate, level, branch, state, model, config)
-    meta = {"source": str(store.unit_dir(Unit(replicate, level, branch))), "model": json.dumps(config["model"])}
+    meta = {"source": str(store.unit_dir(Unit(replicate, level, branch))), "model": json.dumps(described)}
     if not name.startswith("custom:"):
         from lth.data import DATASETS
 
