@@ -98,14 +98,14 @@ PRESETS: dict[str, Preset] = {
              TrainConfig(optimizer="adam", lr=1e-2, batch_size=100, budget="1500it", eval_every="50it"),
              PruneConfig(strategy="layerwise", rate=0.5, output_rate=0.25), levels=6),
         "LSTM (1 layer, 128 units) on MNIST-1D read as 40 steps of 1 value, Adam 1e-2, batch 100, 1,500 steps; "
-        "layer-wise 50% (head 25%) to P_m 1.6%, reset to θ_0."),
+        "layer-wise 50% (head 25%) to P_m 1.9%, reset to θ_0."),
     "transformer_chars": Preset(
         _exp("chars", ModelConfig(name="transformer", width=128, layers=2, heads=4),
              TrainConfig(optimizer="adam", lr=3e-3, batch_size=32, budget="600it", eval_every="50it"),
              PruneConfig(strategy="layerwise", rate=0.5, output_rate=0.25, embedding_rate=0.25), levels=5,
              rewind="30it"),
         "Pre-LayerNorm Transformer (2 blocks, 4 heads, width 128) as a character LM on Debian's fortunes-min "
-        "(context 64), Adam 3e-3, batch 32, 600 steps; layer-wise 50% (embedding and head 25%) to P_m 3.6%, "
+        "(context 64), Adam 3e-3, batch 32, 600 steps; layer-wise 50% (embedding and head 25%) to P_m 4.2%, "
         "late rewinding to step 30."),
     "ppo_cartpole": Preset(
         RlConfig(prune=PruneConfig(strategy="layerwise", rate=0.5, output_rate=0.25),
