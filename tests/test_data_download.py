@@ -17,6 +17,15 @@ import pytest
 import lth.data.download as dl
 from lth.data import DataError, load_dataset
 
+
+@pytest.fixture(autouse=True)
+def no_system_copy(monkeypatch):
+    """Fashion-MNIST files that an OS package put in its system folder would be found instead of downloaded."""
+    from lth.data.locate import SYSTEM_DIRS
+
+    monkeypatch.setitem(SYSTEM_DIRS, "fashion_mnist", [])
+
+
 FILES = [
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",

@@ -12,11 +12,29 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from lth.config import DataConfig, ExperimentConfig, LotteryConfig, ModelConfig, PruneConfig, TrainConfig
+from lth.config import (
+    DataConfig,
+    ExperimentConfig,
+    LotteryConfig,
+    ModelConfig,
+    PruneConfig,
+    TrainConfig,
+)
 from lth.data import DATASETS
-from lth.errors import UserError
-from lth.export import (FORMATS, ExportError, SparseConv, SparseLinear, SparseModel, cli, export_model, export_run,
-                        load_ticket, mask_path, prepare_for_torch_prune)
+from lth.errors import UsageError, UserError
+from lth.export import (
+    FORMATS,
+    ExportError,
+    SparseConv,
+    SparseLinear,
+    SparseModel,
+    cli,
+    export_model,
+    export_run,
+    load_ticket,
+    mask_path,
+    prepare_for_torch_prune,
+)
 from lth.models import build_model
 from lth.prune import Mask, MaskError
 
@@ -119,7 +137,7 @@ def test_cli(run, capsys):
     assert cli([str(run.root), "--level", "1", "--format", "sparse"]) == 0
     out = capsys.readouterr().out
     assert "rep0-level01-ticket-sparse.safetensors" in out and "SparseModel.load" in out
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError, match="invalid choice: 'onnx'"):  # one line through `lth`, no usage dump
         cli([str(run.root), "--level", "1", "--format", "onnx"])
 
 

@@ -15,11 +15,13 @@ import argparse
 import json
 import signal
 import sys
+import warnings
 from dataclasses import fields, replace
+from functools import partial
 from pathlib import Path
 
 from lth.config import RunConfig, format_config, from_dict, load_file, to_dict
-from lth.errors import UserError
+from lth.errors import ArgumentParser, ConfigError, UsageError, UserError
 
 DEFAULT_PRESET = "mnist1d_mlp"
 
@@ -54,7 +56,7 @@ EXTRA_HELP = """lth-specific options (before the config flags below):
 
 
 def _experiment_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, add_help=False)
+    p = ArgumentParser(prog=prog, add_help=False)
     p.add_argument("--preset", default=None)
     p.add_argument("--config", default=None)
     p.add_argument("--data-dir", default=None)
@@ -76,8 +78,6 @@ def as_config(cfg: RunConfig, cls: type[RunConfig]) -> RunConfig:
 def resolve_config(argv: list[str], prog: str,
                    cls: type[RunConfig] | None = None) -> tuple[RunConfig, argparse.Namespace]:
     """Preset, then file, then flags: the resolved config of experiment class `cls` (default: IMP's)."""
-    import tyro
-
     from lth import presets
     from lth.config import ImpConfig
 
@@ -85,7 +85,10 @@ def resolve_config(argv: list[str], prog: str,
     opts, rest = _experiment_parser(prog).parse_known_args(argv)
     cfg = as_config(presets.get(opts.preset or DEFAULT_PRESET), cls)
     if opts.config:
-        cfg = from_dict(cls, load_file(opts.config), base=cfg)
+        try:
+            cfg = from_dict(cls, load_file(opts.config), base=cfg)
+        except ConfigError as e:
+            raise ConfigError(str(e) if opts.config in str(e) else f"config file {opts.config}: {e}") from None
     if opts.data_dir:
         cfg = replace(cfg, data=replace(cfg.data, data_dir=opts.data_dir))
     if opts.out:
@@ -93,9 +96,52 @@ def resolve_config(argv: list[str], prog: str,
     if opts.help:
         print(EXTRA_HELP.format(default=DEFAULT_PRESET))
         rest = ["--help"]
-    cfg = tyro.cli(cls, default=cfg, args=rest, prog=prog, use_underscores=True,
-                   config=(tyro.conf.FlagConversionOff,))
+    cfg = _tyro_cli(cls, cfg, rest, prog)
     return cfg, opts
+
+
+def _tyro_cli(cls: type[RunConfig], default: RunConfig, args: list[str], prog: str) -> RunConfig:
+    """tyro.cli, with its boxed error message turned into a UsageError (one line)."""
+    import contextlib
+    import io
+
+    import tyro
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            cfg = tyro.cli(cls, default=default, args=args, prog=prog, use_underscores=True,
+                           config=(tyro.conf.FlagConversionOff,))
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise UsageError(f"{_unbox(err.getvalue()) or 'the options do not parse'} (`{prog} --help` lists the "
+                             "flags)") from None
+        sys.stderr.write(err.getvalue())
+        raise
+    sys.stderr.write(err.getvalue())
+    return cfg
+
+
+def _unbox(text: str) -> str:
+    """The message in tyro's error box, in one line. The box is drawn with ─│╭╮╰╯ (the title in its top
+    border) or, when stdout is not UTF-8, as a title line and rules of `-`; rules separate its parts, and the
+    first part after the title says what is wrong."""
+    import re
+
+    titled = False
+    parts: list[list[str]] = [[]]
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines():
+        line = line.strip()
+        if line.startswith(("╭", "╰")):
+            titled = True
+            continue
+        line = line.strip("│|").strip()
+        if line and set(line) <= {"─", "-"}:
+            parts.append([])
+        elif line:
+            parts[-1].append(line)
+    message = parts[0] if titled or len(parts) == 1 else parts[1]
+    return " ".join(message)
 
 
 def _field_type(cls: type, dotted: str):
@@ -221,7 +267,7 @@ def cmd_sweep(argv: list[str], prog: str) -> int:
     from lth.errors import ConfigError
     from lth.experiments import EXPERIMENTS
 
-    p = argparse.ArgumentParser(prog=prog, add_help=False)
+    p = ArgumentParser(prog=prog, add_help=False)
     p.add_argument("--grid", nargs="+", default=[])
     p.add_argument("--experiment", default="imp")
     opts, rest = p.parse_known_args(argv)
@@ -248,7 +294,7 @@ def cmd_show(argv: list[str], prog: str) -> int:
     from lth.experiments.results import aggregate
     from lth.store import RunStore
 
-    p = argparse.ArgumentParser(prog=prog, description="Reprint a run's results from its folder.")
+    p = ArgumentParser(prog=prog, description="Reprint a run's results from its folder.")
     p.add_argument("run", help="a run folder (printed by lth run)")
     p.add_argument("--json", action="store_true", help="print the per-level rows as JSON (see README)")
     args = p.parse_args(argv)
@@ -274,7 +320,7 @@ def cmd_show(argv: list[str], prog: str) -> int:
 def cmd_report(argv: list[str], prog: str) -> int:
     from lth.report import write_report
 
-    p = argparse.ArgumentParser(prog=prog, description="Figures, tables and a self-contained HTML report.")
+    p = ArgumentParser(prog=prog, description="Figures, tables and a self-contained HTML report.")
     p.add_argument("runs", nargs="+", help="run folders")
     p.add_argument("--out", default=None, help="output folder (default: <run>/report)")
     args = p.parse_args(argv)
@@ -292,7 +338,7 @@ def cmd_export(argv: list[str], prog: str) -> int:
 def cmd_presets(argv: list[str], prog: str) -> int:
     from lth.presets import PRESETS, describe
 
-    argparse.ArgumentParser(prog=prog, description="The papers' experiments, by name.").parse_args(argv)
+    ArgumentParser(prog=prog, description="The papers' experiments, by name.").parse_args(argv)
     width = max(map(len, PRESETS))
     for name, preset in PRESETS.items():
         print(f"{name.ljust(width)}  {describe(name)}")
@@ -301,7 +347,7 @@ def cmd_presets(argv: list[str], prog: str) -> int:
 
 
 def cmd_models(argv: list[str], prog: str) -> int:
-    argparse.ArgumentParser(prog=prog, description="Registered models, datasets and pruning criteria.").parse_args(argv)
+    ArgumentParser(prog=prog, description="Registered models, datasets and pruning criteria.").parse_args(argv)
     from lth.data import DATASETS
     from lth.models import MODELS
     from lth.prune import CRITERIA
@@ -340,16 +386,29 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     table = commands()
     if command not in table:
-        print(f"lth: unknown command {command!r}\n\n{epilog()}", file=sys.stderr)
+        print(f"lth: error: unknown command {command!r}; the commands are {', '.join(table)} (`lth --help` says "
+              "what each does)", file=sys.stderr)
         return 2
-    try:
-        return table[command](rest, f"lth {command}")
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished trainings are kept; run the same command again to resume", file=sys.stderr)
-        return 130
-    except UserError as e:
-        print(f"lth {command}: error: {e}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.showwarning = partial(_show_warning, f"lth {command}")
+        try:
+            return table[command](rest, f"lth {command}")
+        except KeyboardInterrupt:
+            print("\ninterrupted: finished trainings are kept; run the same command again to resume",
+                  file=sys.stderr)
+            return 130
+        except UserError as e:
+            print(f"lth {command}: error: {_one_line(str(e))}", file=sys.stderr)
+            return 2
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _show_warning(prog: str, message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line, `lth run: warning: ...`, instead of Python's file:line header and source line."""
+    print(f"{prog}: warning: {_one_line(str(message))}", file=file or sys.stderr)
 
 
 if __name__ == "__main__":

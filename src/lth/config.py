@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -266,6 +267,10 @@ class ComputeConfig:
                               f"networks per pass, got {self.batch!r}")
         if self.threads < 0:
             raise ConfigError(f"--compute.threads must be >= 0 (0: torch's default), got {self.threads}")
+        cores = os.cpu_count() or 1
+        if self.threads > cores:  # more threads than cores only slows training down (and torch crashes on huge counts)
+            raise ConfigError(f"--compute.threads {self.threads} is more than this machine's {cores} cores; use "
+                              f"1 to {cores}, or 0 for torch's default")
 
     def batch_limit(self, device_type: str) -> int:
         """Most networks per pass on a device of this type; 0 = one at a time."""
@@ -303,7 +308,9 @@ class RunConfig:
         return self.experiment
 
     def check(self) -> None:
-        """Every section's own checks, then the checks across sections that need no data or model."""
+        """Every value's type (a config built in Python skips the flags' and files' checks), every section's own
+        checks, then the checks across sections that need no data or model."""
+        check_types(self)
         for f in fields(self):
             value = getattr(self, f.name)
             if is_dataclass(value) and hasattr(value, "check"):
@@ -352,7 +359,7 @@ def _type_name(tp: Any) -> str:
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+        return f"a list ({_type_name(typing.get_args(tp)[0])} each)"
     return {int: "a whole number", float: "a number", str: "a string", bool: "true or false",
             type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
 
@@ -404,6 +411,26 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
             return value
         raise bad
     return value
+
+
+def check_types(cfg: Any, where: str = "") -> None:
+    """Refuse a config whose values do not have their fields' types, naming the key: a config built in Python
+    (`TrainConfig(lr="abc")`, `ImpConfig(seed=1.7)`) gets the same checks as flags and files. A whole number
+    where a number is expected is fine; anything that would need converting is not."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            check_types(value, f"{where}{f.name}.")
+        elif not _unconverted(_check_value(value, hints[f.name], where + f.name), value):
+            raise ConfigError(f"config key {where}{f.name} must be {_type_name(hints[f.name])}, got {value!r}")
+
+
+def _unconverted(checked: Any, value: Any) -> bool:
+    """Whether `value` already is what _check_value made of it (an int standing for a float counts)."""
+    if isinstance(checked, tuple) and isinstance(value, tuple):
+        return len(checked) == len(value) and all(map(_unconverted, checked, value))
+    return type(checked) is type(value) or (type(checked) is float and type(value) is int)
 
 
 def from_dict(cls: type[T], data: dict[str, Any], *, base: T | None = None, where: str = "") -> T:

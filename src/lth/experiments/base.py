@@ -85,5 +85,25 @@ def launch(cfg: RunConfig, *, data=None, progress: bool | None = None, log: Call
         executor = LocalExecutor(device=device, compute=cfg.compute, progress=progress,
                                  datasets={cfg.data: data})
     with store:
+        if device.type == "cpu":
+            warn_if_threads_changed(store)
         experiment.run(cfg, executor, store, log)
     return store
+
+
+def warn_if_threads_changed(store) -> None:
+    """Warn when this process would continue a run's CPU trainings with another thread count than the earlier
+    ones used (recorded in its config.json). The matrix kernels may split their sums differently for another
+    count, and training amplifies a last-bit difference: the new trainings would not be those an
+    uninterrupted run makes. A warning, not an error: the results are still valid."""
+    import warnings
+
+    import torch
+
+    threads = torch.get_num_threads()
+    recorded = store.note_threads(threads)
+    if recorded is not None:
+        warnings.warn(f"{store.root.name}: its trainings so far used {recorded} CPU threads, this process uses "
+                      f"{threads}. New trainings may differ in the last bits from those of an uninterrupted run, "
+                      f"and those differences grow; to continue it exactly, use --compute.threads {recorded}.",
+                      stacklevel=2)

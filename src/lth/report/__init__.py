@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lth.errors import ConfigError, RunFolderError
+from lth.fileio import make_dir, refuse_link, write_text
 from lth.report import figures as F
 from lth.report import masks as M
 from lth.report.html import page
@@ -67,7 +68,11 @@ def build_report(runs: list[Path], out: str | Path | None = None, *, curve_level
         notes += [f"{r.label}: {m}" if multi else m for m in r.missing]
 
     out = Path(out) if out is not None else paths[0] / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    if out == paths[0] / "report":  # inside a run folder, which may be shared: never through a planted link
+        refuse_link(out)
+    make_dir(out)
+    for name in ("report.html", "summary.csv", "summary.md"):  # refused when written too; this is before the work
+        refuse_link(out / name)
     if (out / "report.html").exists():  # a previous report here: drop its figures so none go stale
         for old in [*out.glob("fig-*.png"), *out.glob("fig-*.svg")]:
             old.unlink()
@@ -78,14 +83,14 @@ def build_report(runs: list[Path], out: str | Path | None = None, *, curve_level
                      for s in mask_figures(run, out, f"-run{i + 1}" if multi else "", weight_level, rep, multi)]
 
     write_csv(data, out / "summary.csv")
-    (out / "summary.md").write_text(f"# {title}\n\n{markdown(data)}")
+    write_text(out / "summary.md", f"# {title}\n\n{markdown(data)}")
     rep.tables = {"csv": out / "summary.csv", "markdown": out / "summary.md"}
     header, cells = columns(data)
     summary = html_table(header, cells, left=1 if multi else 0) + (
         "<p><small>Accuracies in percent; with several replicates: mean [min–max]. ES = early stop (minimum "
         "validation loss). Also in summary.csv (raw values) and summary.md.</small></p>")
     sections = [("Results vs weights remaining", results), ("Summary table", [summary]), *mask_sections]
-    rep.html.write_text(page(title, data, rep.notes, sections))
+    write_text(rep.html, page(title, data, rep.notes, sections))
     return rep
 
 

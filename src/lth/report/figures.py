@@ -70,19 +70,34 @@ def suptitle(fig, text: str, size: float = 9.5) -> None:
             else:
                 cur = f"{cur} · {part}" if cur else part
         lines += textwrap.wrap(cur, chars) or [""]
-    fig.suptitle("\n".join(lines), fontsize=size)
+    fig.suptitle(plain("\n".join(lines)), fontsize=size)
 
 
 def save(fig, out: Path, name: str, title: str, caption: str) -> FigureFile:
+    import io
+
     import matplotlib
 
+    from lth.fileio import write_bytes
+
     png, svg = out / f"{name}.png", out / f"{name}.svg"
-    fig.savefig(png, dpi=120)
+    # Rendered in memory, then written atomically like every file lth writes (lth.fileio).
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=120)
+    write_bytes(png, buf.getvalue())
     # Text stays text in the SVG (not glyph outlines): smaller, searchable and editable; no date, so an
     # unchanged run gives an identical file.
+    buf = io.BytesIO()
     with matplotlib.rc_context({"svg.fonttype": "none"}):
-        fig.savefig(svg, metadata={"Date": None})
+        fig.savefig(buf, format="svg", metadata={"Date": None})
+    write_bytes(svg, buf.getvalue())
     return FigureFile(name, title, caption, png, svg)
+
+
+def plain(text: str) -> str:
+    """Text from a run (a folder name, a preset, a config value) as matplotlib shows it literally: a `$` would
+    start mathtext, and an unbalanced one fails the whole figure."""
+    return text.replace("$", r"\$")
 
 
 def pm_text(pm: float) -> str:
@@ -141,7 +156,7 @@ def pm_figure(runs: list[RunData], panels: list[tuple[str, str, float]], title: 
                     continue
                 x, m, lo, hi = s
                 pms += list(x)
-                label = branch_label(branch) + (f" — {run.label}" if multi else "")
+                label = branch_label(branch) + (f" — {plain(run.label)}" if multi else "")
                 err = np.clip([m - lo, hi - m], 0, None)  # float rounding can put the mean a hair outside
                 ax.errorbar(x, m, yerr=err, color=branch_color(branch), ls=ls, marker=marker,
                             ms=4, lw=1.4, capsize=2.5, elinewidth=1, label=label)
@@ -216,7 +231,7 @@ def iteration_figure(runs: list[RunData], levels: dict[str, list[int]], title: s
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
         if len(panels) > 1:
-            ax.set_title(run.label, fontsize=9)
+            ax.set_title(plain(run.label), fontsize=9)
     suptitle(fig, title)
     return fig
 

@@ -4,10 +4,12 @@ accuracies in percent, `mean [min-max]` over replicates)."""
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
 from lth.experiments.results import COLUMNS
+from lth.fileio import write_text
 from lth.report.load import RunData
 
 # Summary fields lth's trainer writes besides COLUMNS: kept in the CSV, left out of the readable table.
@@ -49,10 +51,11 @@ def flat_rows(runs: list[RunData]) -> tuple[list[str], list[dict[str, Any]]]:
 
 def write_csv(runs: list[RunData], path: Path) -> None:
     header, rows = flat_rows(runs)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=header)
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=header)
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
 
 
 def _fmt(key: str, stat: dict[str, float] | None, n: int) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lth.config import ComputeConfig, TrainConfig
+from lth.config import ComputeConfig, TrainConfig, check_types
 from lth.errors import ConfigError
 from lth.seeds import seed_for
 from lth.train.checkpoint import (
@@ -60,6 +60,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"--device {str(device)!r} is not supported; use auto, cpu, cuda or cuda:N")
     return device
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """The checks `lth run` makes, for a TrainConfig built in Python and handed to `train` directly."""
+    check_types(cfg, "train.")
+    cfg.check()
 
 
 @dataclass
@@ -234,6 +240,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
     """
     from lth.train.module import single_stepper
 
+    check_train_config(cfg)
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     stepper = single_stepper(model, cfg, mask, device=device, compute=compute)
@@ -253,6 +260,8 @@ def train_batched(members: list[Member], data, *, start_step: int = 0, device: s
 
     if not members:
         return []
+    for m in members:
+        check_train_config(m.cfg)
     if any(config_key(m.cfg) != config_key(members[0].cfg) for m in members):
         raise ValueError("batched networks must share their train config (all but data_seed)")
     device = resolve_device(device) if device is not None else next(members[0].model.parameters()).device
