@@ -68,8 +68,9 @@ def check_writable(folder: Path) -> None:
     """Fail before any training if runs cannot be written where asked."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_text("")
+        # A fresh name, created exclusively: a link planted in a shared folder is never followed.
+        probe = folder / f".write-test-{os.getpid()}-{os.urandom(4).hex()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
         probe.unlink()
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
