@@ -31,6 +31,7 @@ class Report:
     figures: list[F.FigureFile] = field(default_factory=list)
     tables: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    pending: list[tuple] = field(default_factory=list, repr=False)  # (figure, files) to write, see _save
 
 
 def write_report(runs: list[Path], out: str | Path | None = None, *, curve_levels: list[int] | None = None,
@@ -82,13 +83,18 @@ def build_report(runs: list[Path], out: str | Path | None = None, *, curve_level
         "<p><small>Accuracies in percent; with several replicates: mean [min–max]. ES = early stop (minimum "
         "validation loss). Also in summary.csv (raw values) and summary.md.</small></p>")
     sections = [("Results vs weights remaining", results), ("Summary table", [summary]), *mask_sections]
+    F.write_figures(rep.pending)  # all at once, in parallel where that pays; the page embeds the PNGs
+    rep.pending.clear()
     rep.html.write_text(page(title, data, rep.notes, sections))
     return rep
 
 
 def _save(rep: Report, fig, out: Path, name: str, title: str, caption: str) -> F.FigureFile:
-    f = F.save(fig, out, f"fig-{name}", title, caption)
+    """The figure's files; it is written later, with the others (`F.write_figures`)."""
+    name = f"fig-{name}"
+    f = F.FigureFile(name, title, caption, out / f"{name}.png", out / f"{name}.svg")
     rep.figures.append(f)
+    rep.pending.append((fig, f))
     return f
 
 
