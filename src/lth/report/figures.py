@@ -4,6 +4,10 @@ accuracy against training iteration for a few levels.
 
 matplotlib is used through Figure objects only, never pyplot: no global backend is chosen or changed, so a
 report can be written headless, from a notebook, or from a thread.
+
+Drawing is most of a report's time. `write_figures` lays each figure out once for both its PNG and its SVG,
+and on Linux spreads the figures over one process per CPU (LTH_REPORT_PROCESSES=N sets the number; 1 writes
+them all in the calling process).
 """
 
 from __future__ import annotations
@@ -73,13 +77,6 @@ def suptitle(fig, text: str, size: float = 9.5) -> None:
     fig.suptitle("\n".join(lines), fontsize=size)
 
 
-def save(fig, out: Path, name: str, title: str, caption: str) -> FigureFile:
-    """Write `fig` as `out/<name>.png` and `.svg` now (`write_figures` writes several, in parallel)."""
-    f = FigureFile(name, title, caption, out / f"{name}.png", out / f"{name}.svg")
-    _write(fig, f)
-    return f
-
-
 PNG_DPI = 120
 
 
@@ -145,6 +142,19 @@ def write_figures(jobs: list[tuple[Any, FigureFile]]) -> None:
     child whose parent was killed still ends on its own. All children are waited for before this returns,
     also on an error, which is raised here with the figure's name and the child's traceback.
     """
+    import gc
+
+    # The objects already there (torch's, matplotlib's, the run's) are left out of garbage collections until
+    # the figures are written: a full collection walks them all (a tenth of the time when one falls here),
+    # and in the children it would also copy the memory they share with this process.
+    gc.freeze()
+    try:
+        _write_all(jobs)
+    finally:
+        gc.unfreeze()
+
+
+def _write_all(jobs: list[tuple[Any, FigureFile]]) -> None:
     import os
     import sys
     import traceback
