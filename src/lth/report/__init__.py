@@ -48,6 +48,7 @@ def write_report(runs: list[Path], out: str | Path | None = None, *, curve_level
     return report.html
 
 
+@F.gc_frozen
 def build_report(runs: list[Path], out: str | Path | None = None, *, curve_levels: list[int] | None = None,
                  weight_level: int = 0) -> Report:
     paths = [Path(r) for r in runs]

@@ -77,6 +77,28 @@ def suptitle(fig, text: str, size: float = 9.5) -> None:
     fig.suptitle("\n".join(lines), fontsize=size)
 
 
+def gc_frozen(fn):
+    """Run `fn` with the objects that exist when it starts (torch's, matplotlib's, the caller's) left out of
+    garbage collections: a full collection walks them all, a tenth of a report's time when one falls in it,
+    and in a forked child it would also copy the memory the child shares with its parent. Objects made
+    during the call are collected as usual. Left as it is when the caller froze objects already."""
+    import functools
+
+    @functools.wraps(fn)
+    def frozen(*args, **kwargs):
+        import gc
+
+        if gc.get_freeze_count():
+            return fn(*args, **kwargs)
+        gc.freeze()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            gc.unfreeze()
+
+    return frozen
+
+
 PNG_DPI = 120
 
 
@@ -142,19 +164,6 @@ def write_figures(jobs: list[tuple[Any, FigureFile]]) -> None:
     child whose parent was killed still ends on its own. All children are waited for before this returns,
     also on an error, which is raised here with the figure's name and the child's traceback.
     """
-    import gc
-
-    # The objects already there (torch's, matplotlib's, the run's) are left out of garbage collections until
-    # the figures are written: a full collection walks them all (a tenth of the time when one falls here),
-    # and in the children it would also copy the memory they share with this process.
-    gc.freeze()
-    try:
-        _write_all(jobs)
-    finally:
-        gc.unfreeze()
-
-
-def _write_all(jobs: list[tuple[Any, FigureFile]]) -> None:
     import os
     import sys
     import traceback
