@@ -194,11 +194,16 @@ def write_figures(jobs: list[tuple[Any, FigureFile]]) -> None:
     try:
         for _ in range(n - 1):
             err_r, err_w = os.pipe()
-            with warnings.catch_warnings():
-                # Python >= 3.12 warns when forking a process with threads (e.g. torch's, after `lth run`);
-                # a child runs only matplotlib, never those threads' code.
-                warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
-                pid = os.fork()
+            try:
+                with warnings.catch_warnings():
+                    # Python >= 3.12 warns when forking a process with threads (e.g. torch's, after `lth
+                    # run`); a child runs only matplotlib, never those threads' code.
+                    warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
+                    pid = os.fork()
+            except OSError:  # no process to be had (a limit on processes or memory): fewer do the work
+                os.close(err_r)
+                os.close(err_w)
+                break
             if pid == 0:  # the child: write figures, report any error through the pipe, exit without cleanup
                 code = 1
                 try:
