@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lth.errors import ConfigError, RunFolderError
 from lth.experiments import EXPERIMENTS
+from lth.report import figures as F
 from lth.report.html import page
 from lth.report.html import (
     table as html_table,  # not `table`: the submodule lth.report.table takes that name
@@ -41,21 +42,23 @@ def sections_of(runs: list[RunData]) -> list[str]:
 
 
 def write_report(runs: list[Path], out: str | Path | None = None, *, curve_levels: list[int] | None = None,
-                 weight_level: int = 0, log: Callable[[str], None] = print) -> Path:
+                 weight_level: int = 0, log: Callable[[str], None] = print, processes: int | None = None) -> Path:
     """Write the report of `runs` into `out` (default `<first run>/report/`) and return the HTML path.
 
     `curve_levels`: levels drawn in test accuracy vs iteration (default: dense, a middle, the sparsest).
     `weight_level`: the level whose ticket's initial vs final weights are drawn (default 0: the dense
-    network, split by what the first pruning keeps). Notes on missing pieces go to `log`.
+    network, split by what the first pruning keeps). Notes on missing pieces go to `log`. `processes`: how many
+    processes write the figures (default: one per CPU, on Linux; 1: this process only).
     """
-    report = build_report(runs, out, curve_levels=curve_levels, weight_level=weight_level)
+    report = build_report(runs, out, curve_levels=curve_levels, weight_level=weight_level, processes=processes)
     for note in report.notes:
         log(f"note: {note}")
     return report.html
 
 
+@F.gc_frozen
 def build_report(runs: list[Path], out: str | Path | None = None, *, curve_levels: list[int] | None = None,
-                 weight_level: int = 0) -> Report:
+                 weight_level: int = 0, processes: int | None = None) -> Report:
     paths = [Path(r) for r in runs]
     if not paths:
         raise ConfigError("no run folders given: lth report RUN [RUN ...]")
@@ -91,6 +94,8 @@ def build_report(runs: list[Path], out: str | Path | None = None, *, curve_level
     first = [s for name, parts in drawn if name == "results" for s in parts]
     rest = [s for name, parts in drawn if name != "results" for s in parts]
     sections = [*first, ("Summary table", [summary]), *rest]
+    F.write_figures(rep.pending, processes)  # all at once, in parallel where that pays; the page embeds the PNGs
+    rep.pending.clear()
     rep.html.write_text(page(title, data, rep.notes, sections))
     return rep
 
