@@ -89,6 +89,10 @@ class RunStore:
         self._lock_fd: int | None = None
         self._record: dict[str, Any] | None = None
 
+    def __getstate__(self) -> dict:
+        """A store sent to a worker process (Ray): its absolute path, without this process's lock."""
+        return {**self.__dict__, "root": self.root.absolute(), "_lock_fd": None}
+
     # -- opening -----------------------------------------------------------------------------------
     @classmethod
     def for_config(cls, cfg: Any, mode: str | None = None, log=print) -> "RunStore":
