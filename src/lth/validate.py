@@ -16,6 +16,10 @@ def preflight(cfg: RunConfig, *, data: bool = True) -> None:
     """Every check that needs neither the data loaded nor a model built; `data=False` for a user's own model
     and loop (find_tickets), which has no registered model or dataset."""
     cfg.check()
+    if "tensorboard" in cfg.log:
+        from lth.tracking import require_tensorboard
+
+        require_tensorboard()
     prune = getattr(cfg, "prune", None)
     if prune is not None:
         from lth.prune import get_criterion
