@@ -51,6 +51,10 @@ EXTRA_HELP = """lth-specific options (before the config flags below):
   --out DIR         folder for run folders (same as --out_dir; default runs)
   --quiet           no progress bars
   --no-report       do not write the run's report at the end (write it later with `lth report RUN`)
+  --executor ray    run the trainings as Ray tasks, everything ready at once (= --executor.kind ray;
+                    --executor.address HOST:PORT joins a cluster; needs pip install 'lth[ray]')
+  --log tensorboard also write TensorBoard event files (needs pip install 'lth[tensorboard]')
+Under `torchrun --nproc_per_node N -m lth ...` every training is split over the N processes (data-parallel).
 """
 
 
