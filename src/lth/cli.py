@@ -223,16 +223,17 @@ def _sweep_on_ray(configs: list, titles: list[str], progress: bool | None) -> li
     executor = RayExecutor(configs[0].executor, compute=configs[0].compute, device=configs[0].device,
                            progress=progress)
     logs: list[list[str]] = [[] for _ in configs]
+    pool = ThreadPoolExecutor(max_workers=len(configs))
     try:
-        with ThreadPoolExecutor(max_workers=len(configs)) as pool:
-            futures = [pool.submit(launch, cfg, progress=progress, log=logs[i].append, executor=executor)
-                       for i, cfg in enumerate(configs)]
-            stores = []
-            for title, log, future in zip(titles, logs, futures):
-                stores.append(future.result())
-                print("\n".join([title, *log]))
+        futures = [pool.submit(launch, cfg, progress=progress, log=logs[i].append, executor=executor)
+                   for i, cfg in enumerate(configs)]
+        stores = []
+        for title, log, future in zip(titles, logs, futures):
+            stores.append(future.result())
+            print("\n".join([title, *log]))
     finally:
-        executor.close()
+        executor.close()  # first: after an error or Ctrl-C, this also ends the other runs' waits
+        pool.shutdown(wait=True, cancel_futures=True)
     return stores
 
 
