@@ -407,16 +407,18 @@ def main(argv: list[str] | None = None) -> int:
             distributed.serve()
             return 0
     try:
-        return table[command](rest, f"lth {command}")
+        code = table[command](rest, f"lth {command}")
     except KeyboardInterrupt:
         print("\ninterrupted: finished trainings are kept; run the same command again to resume", file=sys.stderr)
         return 130
     except UserError as e:
+        # Under torchrun the other ranks may be inside a training's collective: rank 0's exit makes torchrun
+        # end them, where a message to stop could wait forever.
         print(f"lth {command}: error: {e}", file=sys.stderr)
         return 2
-    finally:
-        if ranks > 1:
-            distributed.stop_serving()
+    if ranks > 1:
+        distributed.stop_serving()
+    return code
 
 
 if __name__ == "__main__":

@@ -92,6 +92,9 @@ class DistributedExecutor(LocalExecutor):
     """Rank 0's executor: the local executor's graph, each training trained by every rank together."""
 
     def __init__(self, **kwargs):
+        if rank() != 0:
+            raise RuntimeError("under torchrun only rank 0 runs an experiment; the other ranks call "
+                               "lth.executors.distributed.serve() (the lth command does this)")
         super().__init__(**kwargs)
         init_from_env()
 
