@@ -115,7 +115,13 @@ def serve() -> None:
     import torch
 
     init_from_env()
-    while (message := _broadcast()) is not None:
+    while True:
+        try:
+            message = _broadcast()
+        except RuntimeError:  # rank 0 ended without a word (an error, printed there): torchrun reports it
+            return
+        if message is None:
+            return
         job, device_type, compute = message
         device = rank_device(torch.device(device_type))
         train_data_parallel(job, device, compute, process_dataset(job.data, device), writer=False)
