@@ -179,3 +179,14 @@ def test_a_sweep_runs_through_ray(ray_instance, tmp_path, capsys):
     assert out.index("[1/2] lottery.rewind=0it") < out.index("[2/2] lottery.rewind=20it")
     runs = sorted(p for p in (tmp_path / "runs").iterdir())
     assert len(runs) == 2 and all(len(list(r.rglob("summary.json"))) == 2 for r in runs)
+
+
+def test_lth_train_on_ray_equals_lth_train(ray_instance, tmp_path, capsys):
+    dense = [a for i, a in enumerate(ARGS) if "--prune.rate" not in ARGS[max(0, i - 1):i + 1]]
+    common = [*dense, "--train.budget", "40it", "--quiet", "--data-dir", str(tmp_path / "data")]
+    assert main(["train", *common, "--out", str(tmp_path / "local")]) == 0
+    assert main(["train", *common, "--executor", "ray", "--out", str(tmp_path / "ray")]) == 0
+    out = capsys.readouterr().out
+    [local], [remote] = (tmp_path / "local").iterdir(), (tmp_path / "ray").iterdir()
+    assert files(remote) == files(local) and len(files(local)) == 4
+    assert out.count("dense lenet_300_100 on synthetic: 40 iterations") == 2
