@@ -138,7 +138,7 @@ LAYERS = [
     {"presets", "data", "models"},
     {"prune"},
     {"train"},
-    {"store"},
+    {"store", "tracking"},
     {"executors", "validate"},
     {"experiments"},
     {"lottery", "report", "export"},
