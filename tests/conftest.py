@@ -10,7 +10,14 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-from lth.config import DataConfig, ExperimentConfig, LotteryConfig, ModelConfig, PruneConfig, TrainConfig  # noqa: E402
+from lth.config import (  # noqa: E402
+    DataConfig,
+    ExperimentConfig,
+    LotteryConfig,
+    ModelConfig,
+    PruneConfig,
+    TrainConfig,
+)
 
 
 @pytest.fixture

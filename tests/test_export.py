@@ -12,11 +12,29 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from lth.config import DataConfig, ExperimentConfig, LotteryConfig, ModelConfig, PruneConfig, TrainConfig
+from lth.config import (
+    DataConfig,
+    ExperimentConfig,
+    LotteryConfig,
+    ModelConfig,
+    PruneConfig,
+    TrainConfig,
+)
 from lth.data import DATASETS
 from lth.errors import UserError
-from lth.export import (FORMATS, ExportError, SparseConv, SparseLinear, SparseModel, cli, export_model, export_run,
-                        load_ticket, mask_path, prepare_for_torch_prune)
+from lth.export import (
+    FORMATS,
+    ExportError,
+    SparseConv,
+    SparseLinear,
+    SparseModel,
+    cli,
+    export_model,
+    export_run,
+    load_ticket,
+    mask_path,
+    prepare_for_torch_prune,
+)
 from lth.models import build_model
 from lth.prune import Mask, MaskError
 
