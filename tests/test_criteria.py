@@ -108,3 +108,18 @@ def test_magnitude_increase_end_to_end_through_the_cli(tmp_path, capsys):
     growth = final[w].abs() - init[w].abs()
     assert growth[mask[w]].min() >= growth[~mask[w]].max()
     assert mask.kept()[w] == mask.sizes()[w] - round(0.3 * mask.sizes()[w])
+
+
+def test_the_readme_criterion_registers_through_lth(tmp_path):
+    import lth
+
+    @lth.criterion("test_sign_kept")
+    def sign_kept(ctx):
+        return {n: ctx.weights[n].abs() * (ctx.weights[n].sign() == ctx.initial[n].sign()) for n in ctx.names}
+
+    try:
+        # Signs: w_i = +,-,+,-,+,+ and w_f = +,-,+,-,-,+: weight 4 flipped and scores 0.
+        assert kept("test_sign_kept") == [0, 1, 3]
+        assert 4 not in kept("test_sign_kept")
+    finally:
+        del CRITERIA["test_sign_kept"]

@@ -133,9 +133,9 @@ def test_image_label_count_mismatch(tmp_path):
 
 
 def test_missing_files_name_files_folders_and_fix(tmp_path, monkeypatch):
-    # The system folder searched for Fashion-MNIST, moved where the Debian package cannot have filled it.
-    system = tmp_path / "usr-share-datasets-fashion-mnist"
-    monkeypatch.setitem(SYSTEM_DIRS, "fashion_mnist", [system])
+    # Where Debian's dataset-fashion-mnist would be; kept empty so the test holds where it is installed.
+    debian = tmp_path / "usr-share-datasets-fashion-mnist"
+    monkeypatch.setitem(SYSTEM_DIRS, "fashion_mnist", [debian])
     for call in (
         lambda: check_available("fashion_mnist", data_dir=tmp_path, download=False),
         lambda: load_dataset("fashion_mnist", data_dir=tmp_path, download=False),
@@ -144,7 +144,7 @@ def test_missing_files_name_files_folders_and_fix(tmp_path, monkeypatch):
             call()
         msg = str(e.value)
         assert "train-images-idx3-ubyte.gz" in msg and "t10k-labels-idx1-ubyte.gz" in msg
-        assert str(tmp_path / "fashion_mnist") in msg and str(system) in msg
+        assert str(tmp_path / "fashion_mnist") in msg and str(debian) in msg
         assert "--data-dir" in msg and "LTH_DATA" in msg
     with pytest.raises(DataError, match="cifar-10-python.tar.gz.*--data-dir"):
         check_available("cifar10", data_dir=tmp_path, download=False)

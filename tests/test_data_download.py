@@ -16,15 +16,7 @@ import pytest
 
 import lth.data.download as dl
 from lth.data import DataError, load_dataset
-
-
-@pytest.fixture(autouse=True)
-def no_system_copy(monkeypatch):
-    """Fashion-MNIST files that an OS package put in its system folder would be found instead of downloaded."""
-    from lth.data.locate import SYSTEM_DIRS
-
-    monkeypatch.setitem(SYSTEM_DIRS, "fashion_mnist", [])
-
+from lth.data.locate import SYSTEM_DIRS
 
 FILES = [
     "train-images-idx3-ubyte.gz",
@@ -98,6 +90,7 @@ def test_checksum_mismatch_keeps_nothing(tmp_path, monkeypatch):
 
 
 def test_verified_download_then_load(tmp_path, monkeypatch):
+    monkeypatch.setitem(SYSTEM_DIRS, "fashion_mnist", [])  # as on a machine without Debian's copy
     blobs = tiny_mnist_blobs()
     patch_md5(monkeypatch, "fashion_mnist", blobs)
     calls = serve(monkeypatch, blobs)

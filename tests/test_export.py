@@ -267,3 +267,14 @@ def test_custom_model_run(tmp_path):
     x = torch.randn(3, 6)
     fresh = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
     torch.testing.assert_close(SparseModel.load(path, model=fresh)(x), net(x).detach())
+
+
+def test_lth_export_through_the_cli(run, tmp_path, capsys):
+    """`lth export` is a registered subcommand; a level that does not exist is refused with the ones that do."""
+    from lth.cli import main
+
+    out = tmp_path / "ticket.safetensors"
+    assert main(["export", str(run.root), "--level", "1", "--format", "torch-prune", "--out", str(out)]) == 0
+    assert out.exists() and "weight_orig" in "".join(load_file(out))
+    assert main(["export", str(run.root), "--level", "7", "--format", "dense"]) == 2
+    assert "no level 7 (replicate 0); levels: 0, 1" in capsys.readouterr().err

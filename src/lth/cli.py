@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import warnings
@@ -52,6 +53,10 @@ EXTRA_HELP = """lth-specific options (before the config flags below):
   --out DIR         folder for run folders (same as --out_dir; default runs)
   --quiet           no progress bars
   --no-report       do not write the run's report at the end (write it later with `lth report RUN`)
+  --executor ray    run the trainings as Ray tasks, everything ready at once (= --executor.kind ray;
+                    --executor.address HOST:PORT joins a cluster; needs pip install 'lth[ray]')
+  --log tensorboard also write TensorBoard event files (needs pip install 'lth[tensorboard]')
+Under `torchrun --nproc_per_node N -m lth ...` every training is split over the N processes (data-parallel).
 """
 
 
@@ -82,7 +87,7 @@ def resolve_config(argv: list[str], prog: str,
     from lth.config import ImpConfig
 
     cls = cls or ImpConfig
-    opts, rest = _experiment_parser(prog).parse_known_args(argv)
+    opts, rest = _experiment_parser(prog).parse_known_args(executor_shorthand(argv))
     cfg = as_config(presets.get(opts.preset or DEFAULT_PRESET), cls)
     if opts.config:
         try:
@@ -142,6 +147,20 @@ def _unbox(text: str) -> str:
             parts[-1].append(line)
     message = parts[0] if titled or len(parts) == 1 else parts[1]
     return " ".join(message)
+
+
+def executor_shorthand(argv: list[str]) -> list[str]:
+    """`--executor ray` (or `--executor=ray`) is `--executor.kind ray`."""
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--executor" and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            out += ["--executor.kind", argv[i + 1]]
+            i += 2
+            continue
+        out.append("--executor.kind=" + token.split("=", 1)[1] if token.startswith("--executor=") else token)
+        i += 1
+    return out
 
 
 def _field_type(cls: type, dotted: str):
@@ -208,23 +227,60 @@ def _finish(experiment, stores: list, opts, out: Path | None = None) -> None:
 
 
 def _sweep(experiment, base, grid: dict[str, list], opts) -> int:
-    """One run per combination of the grid's values (each resumable, finished ones skipped), then one report."""
+    """One run per combination of the grid's values (each resumable, finished ones skipped), then one report.
+    With `--executor ray` the runs share one Ray connection and go side by side; each run's output is
+    printed once it has finished, in the grid's order."""
     import hashlib
     import itertools
 
     from lth.config import override
-    from lth.experiments import launch
 
     keys = list(grid)
-    configs = [override(base, dict(zip(keys, combo))) for combo in itertools.product(*(grid[k] for k in keys))]
+    combos = list(itertools.product(*(grid[k] for k in keys)))
+    configs = [override(base, dict(zip(keys, combo))) for combo in combos]
     print(format_config(base) + f"\n\nsweep over {', '.join(keys)}: {len(configs)} runs\n")
-    stores = []
-    for i, cfg in enumerate(configs):
-        print(f"[{i + 1}/{len(configs)}] " + ", ".join(f"{k}={v}" for k, v in zip(keys, map(str, combo_of(cfg, keys)))))
-        stores.append(launch(cfg, progress=False if opts.quiet else None))
+    titles = [f"[{i + 1}/{len(configs)}] " + ", ".join(f"{k}={v}" for k, v in zip(keys, map(str, combo_of(cfg, keys))))
+              for i, cfg in enumerate(configs)]
+    progress = False if opts.quiet else None
+    if base.executor.kind == "ray":
+        stores = _sweep_on_ray(configs, titles, progress)
+    else:
+        from lth.experiments import launch
+
+        stores = []
+        for title, cfg in zip(titles, configs):
+            print(title)
+            stores.append(launch(cfg, progress=progress))
     tag = hashlib.sha256(" ".join(sorted(s.root.name for s in stores)).encode()).hexdigest()[:8]
     _finish(experiment, stores, opts, Path(base.out_dir) / f"sweep-{base.preset or experiment.name}-{tag}")
     return 0
+
+
+def _sweep_on_ray(configs: list, titles: list[str], progress: bool | None) -> list:
+    """Every run of a sweep at once through one RayExecutor (a thread per run waits on its own levels)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lth.executors.ray import RayExecutor
+    from lth.experiments import launch
+    from lth.validate import preflight
+
+    for cfg in configs:  # refuse a bad combination before any run starts
+        preflight(cfg)
+    executor = RayExecutor(configs[0].executor, compute=configs[0].compute, device=configs[0].device,
+                           progress=progress)
+    logs: list[list[str]] = [[] for _ in configs]
+    pool = ThreadPoolExecutor(max_workers=len(configs))
+    try:
+        futures = [pool.submit(launch, cfg, progress=progress, log=logs[i].append, executor=executor)
+                   for i, cfg in enumerate(configs)]
+        stores = []
+        for title, log, future in zip(titles, logs, futures):
+            stores.append(future.result())
+            print("\n".join([title, *log]))
+    finally:
+        executor.close()  # first: after an error or Ctrl-C, this also ends the other runs' waits
+        pool.shutdown(wait=True, cancel_futures=True)
+    return stores
 
 
 def combo_of(cfg, keys: list[str]) -> list:
@@ -389,17 +445,30 @@ def main(argv: list[str] | None = None) -> int:
         print(f"lth: error: unknown command {command!r}; the commands are {', '.join(table)} (`lth --help` says "
               "what each does)", file=sys.stderr)
         return 2
+    ranks = int(os.environ.get("WORLD_SIZE", "1") or 1)  # torchrun: rank 0 runs the command, the others serve
+    if ranks > 1:
+        from lth.executors import distributed
+
+        distributed.init_from_env()
+        if distributed.rank() != 0:
+            distributed.serve()
+            return 0
     with warnings.catch_warnings():
         warnings.showwarning = partial(_show_warning, f"lth {command}")
         try:
-            return table[command](rest, f"lth {command}")
+            code = table[command](rest, f"lth {command}")
         except KeyboardInterrupt:
             print("\ninterrupted: finished trainings are kept; run the same command again to resume",
                   file=sys.stderr)
             return 130
         except UserError as e:
+            # Under torchrun the other ranks may be inside a training's collective: rank 0's exit makes torchrun
+            # end them, where a message to stop could wait forever.
             print(f"lth {command}: error: {_one_line(str(e))}", file=sys.stderr)
             return 2
+    if ranks > 1:
+        distributed.stop_serving()
+    return code
 
 
 def _one_line(text: str) -> str:

@@ -12,6 +12,7 @@ Layout of a run folder::
       rep0/level03/mask.safetensors (+ .json)      the level's mask
       rep0/level03/ticket/     metrics.csv, summary.json, final.safetensors, resume.pt while training
       rep0/level03/reinit/     ... one folder per branch (a control's own mask, if it has one, is here)
+      tensorboard/             with --log tensorboard: a copy of the curves for TensorBoard (lth.tracking)
 
 A training is finished exactly when its summary.json exists: it is written last, atomically, so a kill at
 any moment leaves either a finished training or one that resumes from resume.pt. Every file is written
@@ -98,6 +99,10 @@ class RunStore:
         self._lock_fd: int | None = None
         self._record: dict[str, Any] | None = None
 
+    def __getstate__(self) -> dict:
+        """A store sent to a worker process (Ray): its absolute path, without this process's lock."""
+        return {**self.__dict__, "root": self.root.absolute(), "_lock_fd": None}
+
     # -- opening -----------------------------------------------------------------------------------
     @classmethod
     def for_config(cls, cfg: Any, mode: str | None = None, log=print) -> "RunStore":
@@ -168,6 +173,10 @@ class RunStore:
 
     def config(self) -> dict[str, Any]:
         return self.record()["config"]
+
+    def loggers(self) -> list[str]:
+        """The trackers (`--log`) the latest request of this run asked for."""
+        return list((self._record or self.record())["config"].get("log") or [])
 
     def experiment(self) -> str:
         return self.record()["experiment"]
@@ -304,6 +313,10 @@ class RunStore:
             w.writerows(metrics)
             write_text(d / "metrics.csv", buf.getvalue())
         record = summary.to_dict() if isinstance(summary, Summary) else summary
+        if "tensorboard" in self.loggers():  # a copy for TensorBoard, before the summary marks it finished
+            from lth.tracking import write_tensorboard
+
+            write_tensorboard(self.root / "tensorboard", unit.key, metrics, record)
         write_json(d / "summary.json", record)
         self.resume_path(unit).unlink(missing_ok=True)
 

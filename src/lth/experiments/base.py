@@ -64,30 +64,40 @@ def launch(cfg: RunConfig, *, data=None, progress: bool | None = None, log: Call
            executor=None):
     """Run (or resume) the experiment of `cfg`; returns its RunStore.
 
-    Everything that can be checked is checked before a run folder is made or anything trains; finished
-    trainings in the run folder are skipped."""
-    from lth.executors import LocalExecutor
+    Everything that can be checked is checked before a run folder is made or anything trains (a Ray cluster
+    that does not answer included); finished trainings in the run folder are skipped. `executor`: one to
+    share between runs (a sweep's); by default the one `cfg.executor` asks for, closed at the end."""
+    import torch
+
+    from lth.executors import make_executor
+    from lth.executors.distributed import rank_device
     from lth.store import RunStore
     from lth.train import resolve_device
     from lth.validate import preflight
 
     experiment = experiment_of(cfg)
     preflight(cfg)
-    device = resolve_device(cfg.device)
+    # With Ray the trainings pick their device on their workers; here the data only gives shapes and sizes.
+    remote = cfg.executor.kind == "ray"
+    device = torch.device("cpu") if remote else rank_device(resolve_device(cfg.device))
     if data is None:
         from lth.data import load
 
         data = load(cfg.data, device=device)  # a missing or corrupt dataset fails before a run folder is made
     if experiment.check is not None:
         experiment.check(cfg, data)
-    store = RunStore.for_config(cfg, log=log)
-    if executor is None:
-        executor = LocalExecutor(device=device, compute=cfg.compute, progress=progress,
-                                 datasets={cfg.data: data})
-    with store:
-        if device.type == "cpu":
-            warn_if_threads_changed(store)
-        experiment.run(cfg, executor, store, log)
+    own = executor is None
+    if own:
+        executor = make_executor(cfg, device=device, progress=progress, data=data)
+    try:
+        store = RunStore.for_config(cfg, log=log)
+        with store:
+            if not remote and device.type == "cpu":  # trainings in this process: its thread count matters
+                warn_if_threads_changed(store)
+            experiment.run(cfg, executor, store, log)
+    finally:
+        if own and hasattr(executor, "close"):
+            executor.close()
     return store
 
 

@@ -112,7 +112,7 @@ class Imp:
     def __init__(self, cfg: ImpConfig, store, build: Callable[[int], Any], k: int, *,
                  train_fn: Callable | None = None, data=None):
         self.cfg, self.store, self.build, self.k = cfg, store, build, k
-        self.train_fn, self.data = train_fn, data
+        self.train_fn, self._data, self._has_data = train_fn, data, data is not None
         self.plan = _plan(cfg, build(cfg.seed))
         self.schedule = schedule_of(cfg, self.plan)
         self._masks: dict[tuple[int, int], Any] = {}
@@ -123,6 +123,19 @@ class Imp:
         a file copied from another replicate, level, branch or run is refused instead of used."""
         out = {"run": self._run, "file": file, "replicate": replicate}
         return {**out, **({"level": level} if level is not None else {}), **({"branch": branch} if branch else {})}
+
+    def __getstate__(self) -> dict:
+        """What travels to a worker process (Ray) with each step: not the dataset, which a worker loads once
+        (on the CPU, for criteria that read batches), nor the masks cached in this process."""
+        return {**self.__dict__, "_data": None, "_masks": {}}
+
+    @property
+    def data(self):
+        if self._data is None and self._has_data:
+            from lth.executors.base import process_dataset
+
+            self._data = process_dataset(self.cfg.data)
+        return self._data
 
     def seed(self, replicate: int) -> int:
         return seed_for("init", self.cfg.seed, replicate)

@@ -118,13 +118,14 @@ def read_resume_state(path: Path | None) -> dict | None:
         return None
 
 
-def _load_states(hooks: list[Hooks], device: torch.device, compute: ComputeConfig) -> list[dict] | None:
+def _load_states(hooks: list[Hooks], device: torch.device, compute: ComputeConfig,
+                 world_size: int = 1) -> list[dict] | None:
     states = [read_resume_state(h.resume_path) for h in hooks]
     if all(s is None for s in states):
         return None
     if any(s is None for s in states) or len({s["step"] for s in states}) > 1:
         raise ValueError("networks trained together must all resume from the same step, or all start fresh")
-    warn_if_settings_differ(states[0], hooks[0].resume_path, device, compute)
+    warn_if_settings_differ(states[0], hooks[0].resume_path, device, compute, world_size)
     return states
 
 
@@ -146,7 +147,9 @@ def run_loop(stepper, members: list[Member], data, *, start_step: int = 0, augme
     factor = lr_factor(cfg, spe, total)
     per_batch = cfg.batch_size * max(1, train_split.y[0].numel())  # targets per batch (tokens for sequences)
 
-    states = _load_states(hooks, device, compute)
+    states = _load_states(hooks, device, compute, getattr(stepper, "world_size", 1))
+    if hasattr(stepper, "agree"):  # data-parallel (lth.train.ddp): every rank resumes from rank 0's state
+        states = stepper.agree(states)
     metrics: list[list[dict[str, Any]]] = [[] for _ in members]
     step = start_step
     if states is not None:
