@@ -13,8 +13,16 @@ from pathlib import Path
 import pytest
 
 from lth import presets
-from lth.config import (ComputeConfig, ImpConfig, RunConfig, TrainConfig, config_hash, hashed_dict, legacy_hash,
-                        to_dict)
+from lth.config import (
+    ComputeConfig,
+    ImpConfig,
+    RunConfig,
+    TrainConfig,
+    config_hash,
+    hashed_dict,
+    legacy_hash,
+    to_dict,
+)
 from lth.experiments import run_imp
 from lth.store import Unit
 
@@ -138,7 +146,7 @@ LAYERS = [
     {"presets", "data", "models"},
     {"prune"},
     {"train"},
-    {"store"},
+    {"store", "tracking"},
     {"executors", "validate"},
     {"experiments"},
     {"lottery", "report", "export"},

@@ -11,7 +11,14 @@ import pytest
 import torch
 
 from lth.cli import main
-from lth.config import DataConfig, ImpConfig, LotteryConfig, ModelConfig, PruneConfig, TrainConfig
+from lth.config import (
+    DataConfig,
+    ImpConfig,
+    LotteryConfig,
+    ModelConfig,
+    PruneConfig,
+    TrainConfig,
+)
 from lth.data import load_dataset
 from lth.experiments import run_imp
 from lth.models import build_model

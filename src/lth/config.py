@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import typing
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -266,6 +267,10 @@ class ComputeConfig:
                               f"networks per pass, got {self.batch!r}")
         if self.threads < 0:
             raise ConfigError(f"--compute.threads must be >= 0 (0: torch's default), got {self.threads}")
+        cores = os.cpu_count() or 1
+        if self.threads > cores:  # more threads than cores only slows training down (and torch crashes on huge counts)
+            raise ConfigError(f"--compute.threads {self.threads} is more than this machine's {cores} cores; use "
+                              f"1 to {cores}, or 0 for torch's default")
 
     def batch_limit(self, device_type: str) -> int:
         """Most networks per pass on a device of this type; 0 = one at a time."""
@@ -275,12 +280,55 @@ class ComputeConfig:
 
 
 def check_sections(cfg: Any) -> None:
-    """What every experiment's config checks: each section's own `check`, and the checkpoint interval."""
+    """What every experiment's config checks: every value's type, each section's own `check`, and the
+    checkpoint interval."""
+    check_types(cfg)
     for f in fields(cfg):
         value = getattr(cfg, f.name)
         if is_dataclass(value) and hasattr(value, "check"):
             value.check()
     _positive_finite(cfg.checkpoint_seconds, "--checkpoint_seconds", zero_ok=True)
+
+
+@dataclass(frozen=True)
+class ExecutorConfig:
+    """Who runs the trainings: this process, or Ray tasks on a local Ray instance or an existing cluster. Like
+    `compute`, this says how and where, not what: recorded, not hashed. On the CPU a Ray run's numbers equal a
+    local run's with the same threads per training."""
+
+    kind: Literal["local", "ray"] = "local"
+    """local: this process, one training after another. ray: Ray tasks, everything ready runs in parallel
+    (`pip install 'lth[ray]'`). `--executor ray` is short for `--executor.kind ray`."""
+    address: str = ""
+    """The Ray cluster to join: HOST:PORT of a head node started with `ray start --head`, or `auto` for the
+    cluster `ray start` made on this machine. Empty: start a local Ray instance for this run."""
+    cpus_per_task: float = 1.0
+    """CPUs Ray reserves for each training; on the CPU it is also the training's thread count (unless
+    --compute.threads says otherwise)."""
+    gpus_per_task: float = 0.0
+    """GPUs Ray reserves for each training: 1, or a fraction to share one (0.25 packs four trainings onto a
+    GPU). 0: trainings run on the CPU."""
+    max_retries: int = 3
+    """Times Ray reruns a task whose worker died; a rerun training resumes from its last checkpoint."""
+
+    def check(self) -> None:
+        if self.address and self.kind != "ray":
+            raise ConfigError(f"--executor.address {self.address} joins a Ray cluster: add --executor ray")
+        _positive_finite(self.cpus_per_task, "--executor.cpus_per_task")
+        _positive_finite(self.gpus_per_task, "--executor.gpus_per_task", zero_ok=True)
+        if self.gpus_per_task > 1 and not float(self.gpus_per_task).is_integer():
+            raise ConfigError(f"--executor.gpus_per_task above 1 must be a whole number of GPUs (Ray shares a GPU "
+                              f"only below 1), got {self.gpus_per_task}")
+        if self.max_retries < 0:
+            raise ConfigError(f"--executor.max_retries must be >= 0, got {self.max_retries}")
+
+    def threads(self, compute: "ComputeConfig") -> int:
+        """CPU threads of each training on a Ray worker: --compute.threads if given, else cpus_per_task."""
+        return compute.threads or max(1, int(self.cpus_per_task))
+
+
+LOGGERS = ("tensorboard",)
+"""Experiment trackers that `--log` can add beside the CSV/JSON files."""
 
 
 @dataclass(frozen=True)
@@ -306,16 +354,29 @@ class RunConfig:
     """Folder that holds run folders."""
     checkpoint_seconds: float = _local(30.0)
     """Save resumable training state at an evaluation point once this much time passed since the last."""
+    executor: ExecutorConfig = _local(ExecutorConfig())
+    """Who runs the trainings (local or ray) and with what resources: recorded, not hashed."""
+    log: tuple[str, ...] = _local(())
+    """Also write every training's curves for an experiment tracker: tensorboard (event files in
+    <run>/tensorboard/; `pip install 'lth[tensorboard]'`). The CSV and JSON files stay the record."""
 
     def folder_mode(self) -> str:
         """The middle part of the run folder's name: the experiment, e.g. `train`."""
         return self.experiment
 
     def check(self) -> None:
-        """Every section's own checks, then the checks across sections that need no data or model."""
+        """Every value's type (a config built in Python skips the flags' and files' checks), every section's own
+        checks, then the checks across sections that need no data or model."""
         check_sections(self)
         if not str(self.device).strip():
             raise ConfigError("--device must be auto, cpu, cuda or cuda:N, got an empty string")
+        unknown = [name for name in self.log if name not in LOGGERS]
+        if unknown:
+            raise ConfigError(f"--log {' '.join(unknown)}: unknown; choose from {', '.join(LOGGERS)} (e.g. --log "
+                              "tensorboard)")
+        if self.executor.kind == "ray" and self.executor.gpus_per_task == 0 and str(self.device).startswith("cuda"):
+            raise ConfigError(f"--device {self.device} with --executor ray needs --executor.gpus_per_task > 0, so "
+                              "that Ray gives each training a GPU (e.g. 1, or 0.25 to share one by four)")
 
 
 @dataclass(frozen=True)
@@ -493,7 +554,7 @@ def _type_name(tp: Any) -> str:
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
         return " or ".join(_type_name(a) for a in typing.get_args(tp))
     if origin is tuple:
-        return f"a list of {_type_name(typing.get_args(tp)[0])}"
+        return f"a list ({_type_name(typing.get_args(tp)[0])} each)"
     return {int: "a whole number", float: "a number", str: "a string", bool: "true or false",
             type(None): "null"}.get(tp, getattr(tp, "__name__", str(tp)))
 
@@ -545,6 +606,26 @@ def _check_value(value: Any, tp: Any, key: str) -> Any:
             return value
         raise bad
     return value
+
+
+def check_types(cfg: Any, where: str = "") -> None:
+    """Refuse a config whose values do not have their fields' types, naming the key: a config built in Python
+    (`TrainConfig(lr="abc")`, `ImpConfig(seed=1.7)`) gets the same checks as flags and files. A whole number
+    where a number is expected is fine; anything that would need converting is not."""
+    hints = typing.get_type_hints(type(cfg))
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            check_types(value, f"{where}{f.name}.")
+        elif not _unconverted(_check_value(value, hints[f.name], where + f.name), value):
+            raise ConfigError(f"config key {where}{f.name} must be {_type_name(hints[f.name])}, got {value!r}")
+
+
+def _unconverted(checked: Any, value: Any) -> bool:
+    """Whether `value` already is what _check_value made of it (an int standing for a float counts)."""
+    if isinstance(checked, tuple) and isinstance(value, tuple):
+        return len(checked) == len(value) and all(map(_unconverted, checked, value))
+    return type(checked) is type(value) or (type(checked) is float and type(value) is int)
 
 
 def from_dict(cls: type[T], data: dict[str, Any], *, base: T | None = None, where: str = "") -> T:
@@ -720,9 +801,10 @@ def format_config(cfg: Any, indent: int = 0) -> str:
     """Readable multi-line rendering for the terminal: sections first, then the top-level settings."""
     pad = "  " * indent
     items = [(f.name, getattr(cfg, f.name)) for f in fields(cfg)]
-    # Sections first, compute (how, not what) last among them, then the top-level settings.
-    ordered = ([i for i in items if is_dataclass(i[1]) and i[0] != "compute"]
-               + [i for i in items if i[0] == "compute"] + [i for i in items if not is_dataclass(i[1])])
+    # Sections first, compute and executor (how, not what) last among them, then the top-level settings.
+    how = ("compute", "executor")
+    ordered = ([i for i in items if is_dataclass(i[1]) and i[0] not in how]
+               + [i for i in items if i[0] in how] + [i for i in items if not is_dataclass(i[1])])
     lines = []
     for name, value in ordered:
         if is_dataclass(value):

@@ -78,3 +78,18 @@ class Executor(Protocol):
     def dataset(self, cfg: DataConfig) -> Any:
         """The dataset its trainings use for `cfg` (experiments read shapes and sizes from it)."""
         ...
+
+
+_DATASETS: dict[tuple[Any, str], Any] = {}
+
+
+def process_dataset(cfg: DataConfig, device: Any = "cpu") -> Any:
+    """`cfg`'s dataset, loaded once per process: the tasks a worker process runs one after another (Ray)
+    share it instead of reloading it, and none of it travels with a task."""
+    key = (cfg, str(device))
+    if key not in _DATASETS:
+        from lth.data import load
+
+        _DATASETS[key] = load(cfg, device=device)
+    return _DATASETS[key]
+

@@ -23,6 +23,8 @@ class LocalExecutor:
         self.datasets: dict[Any, Any] = dict(datasets or {})
         if compute.threads:
             torch.set_num_threads(compute.threads)
+        if device.type == "cpu":
+            warn_if_busy()
 
     # -- the graph ---------------------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], *args: Any) -> Handle:
@@ -127,6 +129,24 @@ class LocalExecutor:
             for i, r in zip(group, out):
                 results[i] = JobResult(r.metrics, r.summary, r.seconds, models[i].state_dict())
         return results
+
+
+def warn_if_busy() -> None:
+    """Warn when the CPU is already busy as trainings start: the 1-minute load average is at least the number
+    of cores. One read of the load average, never fatal."""
+    import os
+    import warnings
+
+    from lth.errors import BusyMachineWarning
+
+    try:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    except (AttributeError, OSError):  # no load average on this system
+        return
+    if load >= cores:
+        warnings.warn(f"the machine is busy (1-minute load average {load:.1f} on {cores} cores): training will "
+                      "share the CPU and take longer than on a quiet machine (its results are the same); "
+                      "--compute.threads N sets how many threads it uses.", BusyMachineWarning, stacklevel=3)
 
 
 def build_start(job: TrainJob, device: torch.device | None = None):

@@ -68,26 +68,61 @@ def launch(cfg: RunConfig, *, data=None, progress: bool | None = None, log: Call
            executor=None):
     """Run (or resume) the experiment of `cfg`; returns its RunStore.
 
-    Everything that can be checked is checked before a run folder is made or anything trains; finished
-    trainings in the run folder are skipped."""
-    from lth.executors import LocalExecutor
+    Everything that can be checked is checked before a run folder is made or anything trains (a Ray cluster
+    that does not answer included); finished trainings in the run folder are skipped. `executor`: one to
+    share between runs (a sweep's); by default the one `cfg.executor` asks for, closed at the end."""
+    import torch
+
+    from lth.executors import make_executor
+    from lth.executors.distributed import rank_device
     from lth.store import RunStore
     from lth.train import resolve_device
     from lth.validate import preflight
 
     experiment = experiment_of(cfg)
     preflight(cfg, data=experiment.needs_data)
-    device = resolve_device(cfg.device)
+    # With Ray the trainings pick their device on their workers; here the data only gives shapes and sizes.
+    remote = executor_kind(cfg) == "ray"
+    device = torch.device("cpu") if remote else rank_device(resolve_device(cfg.device))
     if data is None and experiment.needs_data:
         from lth.data import load
 
         data = load(cfg.data, device=device)  # a missing or corrupt dataset fails before a run folder is made
     if experiment.check is not None:
         experiment.check(cfg, data)
-    store = RunStore.for_config(cfg, log=log)
-    if executor is None:
-        executor = LocalExecutor(device=device, compute=cfg.compute, progress=progress,
-                                 datasets={cfg.data: data} if experiment.needs_data else {})
-    with store:
-        experiment.run(cfg, executor, store, log)
+    own = executor is None
+    if own:
+        executor = make_executor(cfg, device=device, progress=progress, data=data)
+    try:
+        store = RunStore.for_config(cfg, log=log)
+        with store:
+            if not remote and device.type == "cpu":  # trainings in this process: its thread count matters
+                warn_if_threads_changed(store)
+            experiment.run(cfg, executor, store, log)
+    finally:
+        if own and hasattr(executor, "close"):
+            executor.close()
     return store
+
+
+def executor_kind(cfg) -> str:
+    """`--executor` of a config (local where an experiment's config has no executor section, e.g. lth rl)."""
+    return getattr(getattr(cfg, "executor", None), "kind", "local")
+
+
+def warn_if_threads_changed(store) -> None:
+    """Warn when this process would continue a run's CPU trainings with another thread count than the earlier
+    ones used (recorded in its config.json). The matrix kernels may split their sums differently for another
+    count, and training amplifies a last-bit difference: the new trainings would not be those an
+    uninterrupted run makes. A warning, not an error: the results are still valid."""
+    import warnings
+
+    import torch
+
+    threads = torch.get_num_threads()
+    recorded = store.note_threads(threads)
+    if recorded is not None:
+        warnings.warn(f"{store.root.name}: its trainings so far used {recorded} CPU threads, this process uses "
+                      f"{threads}. New trainings may differ in the last bits from those of an uninterrupted run, "
+                      f"and those differences grow; to continue it exactly, use --compute.threads {recorded}.",
+                      stacklevel=2)

@@ -112,10 +112,30 @@ class Imp:
     def __init__(self, cfg: ImpConfig, store, build: Callable[[int], Any], k: int, *,
                  train_fn: Callable | None = None, data=None):
         self.cfg, self.store, self.build, self.k = cfg, store, build, k
-        self.train_fn, self.data = train_fn, data
+        self.train_fn, self._data, self._has_data = train_fn, data, data is not None
         self.plan = _plan(cfg, build(cfg.seed))
         self.schedule = schedule_of(cfg, self.plan)
         self._masks: dict[tuple[int, int], Any] = {}
+        self._run = store.record()["hash"]
+
+    def place(self, file: str, replicate: int, level: int | None = None, branch: str | None = None) -> dict:
+        """Where a weights or mask file belongs: recorded in it when written, checked when read back, so that
+        a file copied from another replicate, level, branch or run is refused instead of used."""
+        out = {"run": self._run, "file": file, "replicate": replicate}
+        return {**out, **({"level": level} if level is not None else {}), **({"branch": branch} if branch else {})}
+
+    def __getstate__(self) -> dict:
+        """What travels to a worker process (Ray) with each step: not the dataset, which a worker loads once
+        (on the CPU, for criteria that read batches), nor the masks cached in this process."""
+        return {**self.__dict__, "_data": None, "_masks": {}}
+
+    @property
+    def data(self):
+        if self._data is None and self._has_data:
+            from lth.executors.base import process_dataset
+
+            self._data = process_dataset(self.cfg.data)
+        return self._data
 
     def seed(self, replicate: int) -> int:
         return seed_for("init", self.cfg.seed, replicate)
@@ -132,14 +152,15 @@ class Imp:
 
         path = self.store.init_path(replicate)
         if not path.exists():
-            save_weights(self.build(self.seed(replicate)), path)
+            save_weights(self.build(self.seed(replicate)), path, self.place("init", replicate))
 
     def _init_state(self, replicate: int) -> dict:
         from lth.fileio import load_weights
 
         return load_weights(self.store.init_path(replicate),
                             fix="It is θ_0 of the replicate: without it the run cannot continue; delete the "
-                                f"folder {self.store.rep_dir(replicate)} to start that replicate over.")
+                                f"folder {self.store.rep_dir(replicate)} to start that replicate over.",
+                            place=self.place("init", replicate))
 
     def _rewind_state(self, replicate: int) -> dict:
         from lth.fileio import load_weights
@@ -160,15 +181,16 @@ class Imp:
             return self._masks[replicate, level]
         path = self.store.mask_path(replicate, level)
         template = self.build(self.seed(replicate))
+        place = self.place("mask", replicate, level)
         if path.exists():
-            mask = Mask.load(path, template)
+            mask = Mask.load(path, template, place)
             self._check_counts(mask, level, path)
         elif level == 0:
             mask = Mask.ones_like(template, list(self.plan.sizes))
         else:
             mask = self._prune(replicate, level)
         if not path.exists():
-            mask.save(path)
+            mask.save(path, place)
         self._masks[replicate, level] = mask
         return mask
 
@@ -182,7 +204,8 @@ class Imp:
 
         source = 0 if self.cfg.lottery.one_shot else level - 1
         final = load_weights(self.store.final_path(self.unit(replicate, source, TICKET)),
-                             fix=f"It is the trained ticket of level {source}; delete its folder to retrain it.")
+                             fix=f"It is the trained ticket of level {source}; delete its folder to retrain it.",
+                             place=self.place("final", replicate, source, TICKET))
         base = self.mask(replicate, source)
         generator = torch.Generator().manual_seed(seed_for("prune", self.cfg.seed, replicate, level))
         context = CriterionContext(weights=final, mask=base, names=self.plan.pruned, generator=generator,
@@ -245,13 +268,14 @@ class Imp:
             elif branch == RANDOM_PRUNE:
                 import torch
 
-                path = self.store.unit_mask_path(unit)
+                path, place = self.store.unit_mask_path(unit), self.place("mask", replicate, level, branch)
                 if path.exists():
-                    mask = Mask.load(path, self.build(self.seed(replicate)))
+                    mask = Mask.load(path, self.build(self.seed(replicate)), place)
+                    self._check_counts(mask, level, path)
                 else:
                     g = torch.Generator().manual_seed(seed_for("random_prune", self.cfg.seed, replicate, level))
                     mask = random_mask_like(mask, g)
-                    mask.save(path)
+                    mask.save(path, place)
         train = replace(self.cfg.train, data_seed=seed_for("data", self.cfg.train.data_seed, replicate))
         return TrainJob(key=unit.key, build=partial(self.build, self.seed(replicate)), train=train, start=start,
                         mask=mask, data=self.cfg.data, augment=self.cfg.data.augment, start_step=step,
@@ -266,9 +290,16 @@ class Imp:
 
         unit = self.unit(replicate, level, branch)
         if result is None:
-            return self.store.summary(unit)
+            summary = self.store.summary(unit)
+            pm = 100 * self.mask(replicate, level).density()
+            if abs(summary.remaining_percent - pm) > 1e-6 * pm:  # trained at another sparsity than its level's
+                path = self.store.unit_dir(unit) / "summary.json"
+                raise RunFolderError(f"{path} says P_m {summary.remaining_percent:.4g}%, but the mask of level {level} "
+                                     f"keeps {pm:.4g}%: the file was edited, or copied from another run. Delete "
+                                     f"{path.parent} to retrain that training.")
+            return summary
         if branch == TICKET:
-            save_weights(result.final, self.store.final_path(unit))
+            save_weights(result.final, self.store.final_path(unit), self.place("final", replicate, level, branch))
         mask = self.mask(replicate, level)  # random_prune's mask has the same counts, so the same P_m
         summary = Summary.from_dict({"replicate": replicate, "level": level, "branch": branch,
                                      "remaining_percent": 100 * mask.density(),
@@ -374,6 +405,7 @@ def find_tickets(model_fn: Callable[..., Any], train_fn: Callable[..., dict[str,
     import torch
 
     from lth.executors import LocalExecutor
+    from lth.experiments.base import warn_if_threads_changed
     from lth.store import RunStore
     from lth.validate import preflight
 
@@ -389,6 +421,7 @@ def find_tickets(model_fn: Callable[..., Any], train_fn: Callable[..., dict[str,
     loop_rewind_step(cfg.lottery, train_fn)
     store = RunStore.for_config(cfg, log=log)
     with store:
+        warn_if_threads_changed(store)
         run_tickets(cfg, store, build, train_fn, LocalExecutor(device=torch.device("cpu")), log)
     return store
 

@@ -27,6 +27,7 @@ class Report:
     figures: list[F.FigureFile] = field(default_factory=list)
     tables: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    pending: list[tuple] = field(default_factory=list, repr=False)  # (figure, files) to write, see _save
 
 
 @dataclass
@@ -62,8 +63,11 @@ def section(name: str) -> Callable[[Section], Section]:
 
 
 def _save(rep: Report, fig, out: Path, name: str, title: str, caption: str) -> F.FigureFile:
-    f = F.save(fig, out, f"fig-{name}", title, caption)
+    """The figure's files; it is written later, with the others (`F.write_figures`)."""
+    name = f"fig-{name}"
+    f = F.FigureFile(name, title, caption, out / f"{name}.png", out / f"{name}.svg")
     rep.figures.append(f)
+    rep.pending.append((fig, f))
     return f
 
 

@@ -4,6 +4,7 @@ accuracies in percent, `mean [min-max]` over replicates)."""
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from lth.experiments.results import (
     RL_COLUMNS,
     columns_for,
 )
+from lth.fileio import write_text
 from lth.report.load import RunData
 
 # Summary fields lth's trainer writes besides COLUMNS: kept in the CSV, left out of the readable table.
@@ -64,10 +66,11 @@ def flat_rows(runs: list[RunData]) -> tuple[list[str], list[dict[str, Any]]]:
 
 def write_csv(runs: list[RunData], path: Path) -> None:
     header, rows = flat_rows(runs)
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=header)
-        w.writeheader()
-        w.writerows(rows)
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=header)
+    w.writeheader()
+    w.writerows(rows)
+    write_text(path, buf.getvalue())
 
 
 def _fmt(key: str, stat: dict[str, float] | None, n: int, cols: tuple = COLUMNS) -> str:
