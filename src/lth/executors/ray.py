@@ -148,8 +148,16 @@ def _call(cwd: str, tally, fn, *args):
     try:
         return fn(*args)
     except UserError as e:
-        tally.refuse.remote(e)
-        raise Refused(e) from None
+        _refuse(tally, e)
+
+
+def _refuse(tally, error: UserError):
+    """Tell the tally before the task ends: the driver may ask it as soon as it sees the task done, and a
+    refusal that arrived after the driver moved on would be raised again by a later gather."""
+    import ray
+
+    ray.get(tally.refuse.remote(error))
+    raise Refused(error) from None
 
 
 def _worker_executor(device: str, compute: ComputeConfig):
@@ -183,8 +191,7 @@ def _train(cwd: str, tally, device: str, compute: ComputeConfig, job):
         ok = True
         return result
     except UserError as e:
-        tally.refuse.remote(e)
-        raise Refused(e) from None
+        _refuse(tally, e)
     finally:
         tally.ended.remote(job.key, ok)
 
