@@ -73,8 +73,8 @@ def as_config(cfg: RunConfig, cls: type[RunConfig]) -> RunConfig:
     return from_dict(cls, {k: v for k, v in to_dict(cfg).items() if k in names}, base=cls())
 
 
-def resolve_config(argv: list[str], prog: str,
-                   cls: type[RunConfig] | None = None) -> tuple[RunConfig, argparse.Namespace]:
+def resolve_config(argv: list[str], prog: str, cls: type[RunConfig] | None = None,
+                   default_preset: str = "") -> tuple[RunConfig, argparse.Namespace]:
     """Preset, then file, then flags: the resolved config of experiment class `cls` (default: IMP's)."""
     import tyro
 
@@ -83,7 +83,7 @@ def resolve_config(argv: list[str], prog: str,
 
     cls = cls or ImpConfig
     opts, rest = _experiment_parser(prog).parse_known_args(argv)
-    cfg = as_config(presets.get(opts.preset or DEFAULT_PRESET), cls)
+    cfg = as_config(presets.get(opts.preset or default_preset or DEFAULT_PRESET), cls)
     if opts.config:
         cfg = from_dict(cls, load_file(opts.config), base=cfg)
     if opts.data_dir:
@@ -91,7 +91,7 @@ def resolve_config(argv: list[str], prog: str,
     if opts.out:
         cfg = replace(cfg, out_dir=opts.out)
     if opts.help:
-        print(EXTRA_HELP.format(default=DEFAULT_PRESET))
+        print(EXTRA_HELP.format(default=default_preset or DEFAULT_PRESET))
         rest = ["--help"]
     cfg = tyro.cli(cls, default=cfg, args=rest, prog=prog, use_underscores=True,
                    config=(tyro.conf.FlagConversionOff,))
@@ -204,7 +204,7 @@ def experiment_command(name: str):
 
         experiment = EXPERIMENTS[name]
         argv, grid = split_sweep_flags(_with_positionals(argv, experiment.positional), experiment.config)
-        cfg, opts = resolve_config(argv, prog, experiment.config)
+        cfg, opts = resolve_config(argv, prog, experiment.config, experiment.default_preset)
         if grid:
             return _sweep(experiment, cfg, {k: _grid_values(v) for k, v in grid.items()}, opts)
         print(format_config(cfg), end="\n\n")
@@ -239,7 +239,7 @@ def cmd_sweep(argv: list[str], prog: str) -> int:
         grid[key] = _grid_values(values.split(","))
     if not grid and "-h" not in rest and "--help" not in rest:
         raise ConfigError("lth sweep needs --grid KEY=V1,V2 ... (e.g. --grid lottery.rewind=0it,500it)")
-    cfg, run_opts = resolve_config(rest, prog, experiment.config)
+    cfg, run_opts = resolve_config(rest, prog, experiment.config, experiment.default_preset)
     return _sweep(experiment, cfg, grid, run_opts)
 
 

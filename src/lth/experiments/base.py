@@ -39,6 +39,8 @@ class Experiment:
     branches: Callable[[dict, int], list[str]] | None = None
     """branches(config dict, level): the trainings a level should have, so the report can name what is
     missing from an unfinished run."""
+    default_preset: str = ""
+    """The preset its CLI command starts from when no --preset is given (empty: the CLI's default)."""
 
 
 EXPERIMENTS: dict[str, Experiment] = {}

@@ -98,11 +98,18 @@ def rewind_step(cfg: ImpConfig, data) -> int:
     return k
 
 
+PROVIDES = frozenset({"initial", "build", "batches", "input_shape", "plan", "counts"})
+"""What IMP's criterion context holds (beyond weights, mask, names, generator); find_tickets has no data."""
+
+
 def check(cfg: ImpConfig, data) -> None:
-    """What needs the data and the model: the rewind step, the pruning plan, the levels."""
+    """What needs the data and the model: the rewind step, the pruning plan, the levels, the criterion."""
+    from lth.prune import check_criterion
+
     rewind_step(cfg, data)
     template = ModelBuilder.for_data(cfg.model, data)(cfg.seed)
     schedule_of(cfg, _plan(cfg, template))
+    check_criterion(cfg.prune.criterion, PROVIDES, strategy=cfg.prune.strategy, where="IMP")
 
 
 class Imp:
@@ -187,7 +194,8 @@ class Imp:
         generator = torch.Generator().manual_seed(seed_for("prune", self.cfg.seed, replicate, level))
         context = CriterionContext(weights=final, mask=base, names=self.plan.pruned, generator=generator,
                                    initial=self._init_state(replicate),
-                                   build=lambda: self.build(self.seed(replicate)), batches=self._batches(replicate))
+                                   build=lambda: self.build(self.seed(replicate)), batches=self._batches(replicate),
+                                   input_shape=getattr(self.build, "input_shape", None))
         return prune(final, base, self.plan, rounds=level - source, criterion=self.cfg.prune.criterion,
                      context=context)
 
@@ -394,6 +402,12 @@ def find_tickets(model_fn: Callable[..., Any], train_fn: Callable[..., dict[str,
     cfg = ImpConfig(prune=prune or PruneConfig(), lottery=lottery, seed=seed, preset=name, out_dir=out_dir)
     cfg = replace(cfg, model=replace(cfg.model, name=f"custom:{name}:{_fingerprint(model)}"))
     preflight(cfg, data=False)
+    from lth.prune import check_criterion
+
+    # Your loop holds the data: criteria that score on training batches (snip, grasp) or feed the model an
+    # input of a known shape (synflow) cannot run here.
+    check_criterion(cfg.prune.criterion, PROVIDES - {"batches", "input_shape"}, strategy=cfg.prune.strategy,
+                    where="find_tickets (your own model and training loop)")
     store = RunStore.for_config(cfg, log=log)
     with store:
         Imp(cfg, store, build, 0, train_fn=train_fn).run(LocalExecutor(device=torch.device("cpu")), log)

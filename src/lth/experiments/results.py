@@ -63,9 +63,10 @@ def _cell(row: dict[str, Any], key: str, scale: float, fmt: str) -> str:
     return text
 
 
-def format_level(rows: list[dict[str, Any]], header: bool = False) -> str:
-    """Fixed-width lines for one level (with replicates: mean ± half the min-max range)."""
-    widths = [5, 7, 13] + [max(9, len(c[1]) + 1) for c in COLUMNS]
+def format_level(rows: list[dict[str, Any]], header: bool = False, branch_width: int = 13) -> str:
+    """Fixed-width lines for one level (with replicates: mean ± half the min-max range); `branch_width`: the
+    branch column's width, for experiments with longer branch names."""
+    widths = [5, 7, branch_width] + [max(9, len(c[1]) + 1) for c in COLUMNS]
     wide = any(len(r["replicates"]) > 1 for r in rows)
     if wide:
         widths = widths[:3] + [w + 5 if c[2] != 1 else w for w, c in zip(widths[3:], COLUMNS)]
@@ -83,4 +84,6 @@ def format_level(rows: list[dict[str, Any]], header: bool = False) -> str:
 def format_table(summaries: list[Summary | dict[str, Any]]) -> str:
     rows = aggregate(summaries)
     levels = sorted({r["level"] for r in rows})
-    return "\n".join(format_level([r for r in rows if r["level"] == lv], header=i == 0) for i, lv in enumerate(levels))
+    width = max([13] + [len(r["branch"]) + 1 for r in rows])
+    return "\n".join(format_level([r for r in rows if r["level"] == lv], header=i == 0, branch_width=width)
+                     for i, lv in enumerate(levels))
