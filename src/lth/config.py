@@ -406,7 +406,8 @@ class SupermaskSection:
     """Kept fractions, one level each: edge-popup keeps exactly round(k·n) weights of every layer (k = 0.5
     keeps half; k is what is *kept*, not removed); the Bernoulli supermask starts with keep probability k."""
     methods: tuple[str, ...] = _extent(("edge_popup",))
-    """edge_popup (Ramanujan et al. 2020) and/or bernoulli (Zhou et al. 2019), one training per k each."""
+    """edge_popup (Ramanujan et al. 2020) and/or bernoulli (Zhou et al. 2019), one training per k each; none
+    runs only the dense network, the untrained one and the large_final masks."""
     signed_constant: bool = False
     """Bernoulli: replace each weight by sign(θ_0)·std of its layer's θ_0 (Zhou et al.'s signed constant).
     For edge-popup use --model.init signed_kaiming_constant."""
@@ -426,9 +427,9 @@ class SupermaskSection:
         if len(set(self.k)) != len(self.k):
             raise ConfigError(f"--supermask.k names a fraction twice: {self.k}")
         unknown = [m for m in self.methods if m not in SUPERMASK_METHODS]
-        if unknown or not self.methods:
-            raise ConfigError(f"--supermask.methods must name some of {', '.join(SUPERMASK_METHODS)}, got "
-                              f"{self.methods}")
+        if unknown or len(set(self.methods)) != len(self.methods):
+            raise ConfigError(f"--supermask.methods must name some of {', '.join(SUPERMASK_METHODS)} (or none, for "
+                              f"the dense, untrained and large_final networks only), got {self.methods}")
         if "bernoulli" in self.methods and 1.0 in self.k:
             raise ConfigError("--supermask.k 1 with the bernoulli method: k is its initial keep probability, which "
                               "must be below 1 (its mask logits would be infinite); drop 1 from --supermask.k")
