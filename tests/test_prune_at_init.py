@@ -159,7 +159,7 @@ def test_layerwise_scope_needs_a_layerwise_schedule(tmp_path):
 
 
 def test_sigkill_mid_training_then_resume_equals_uninterrupted(tmp_path):
-    from test_supermask import kill_and_resume
+    from resume_check import kill_and_resume
 
     cfg = tiny(tmp_path, criteria=("snip", "synflow"), levels=(1,), ablations=("shuffle",))
     cfg = replace(cfg, model=replace(cfg.model, hidden=(128, 64)),

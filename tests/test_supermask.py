@@ -3,16 +3,11 @@ the straight-through gradients are the papers', k is refused outside (0, 1], and
 records, reports and resumes after a kill with identical results."""
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
-from dataclasses import asdict, replace
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 import torch
+from resume_check import kill_and_resume
 
 from lth.config import (
     DataConfig,
@@ -121,6 +116,13 @@ def test_k_outside_0_1_is_refused_naming_the_flag(k, message):
     SupermaskSection(k=(1.0,)).check()  # keeping everything is allowed for edge-popup
 
 
+def test_methods_may_be_none_but_not_unknown_or_twice():
+    SupermaskSection(methods=()).check()  # the dense, untrained and large_final networks only
+    for methods in (("edge_popup", "edge_popup"), ("popup",)):
+        with pytest.raises(ConfigError, match="--supermask.methods must name some of edge_popup, bernoulli"):
+            SupermaskSection(methods=methods).check()
+
+
 def test_bernoulli_needs_an_initial_keep_probability_below_1():
     with pytest.raises(ConfigError, match="bernoulli.*below 1"):
         SupermaskSection(k=(0.5, 1.0), methods=("bernoulli",)).check()
@@ -170,51 +172,6 @@ def test_supermask_run_records_levels_and_learned_masks(tmp_path):
     # θ_0 is the signed Kaiming constant ±sqrt(2 / fan_in), and learning the masks left it as it was
     assert torch.allclose(init["fc1.weight"].abs(), torch.full((32, 256), (2 / 256) ** 0.5))
     assert json.loads((store.root / "plan.json").read_text())["k"] == [0.2, 0.6]
-
-
-def _results(root: Path) -> dict:
-    out = {}
-    for p in sorted(root.rglob("summary.json")):
-        s = json.loads(p.read_text())
-        s.pop("seconds")
-        out[str(p.relative_to(root))] = s
-    for pattern in ("metrics.csv", "*.safetensors"):
-        for p in sorted(root.rglob(pattern)):
-            out[str(p.relative_to(root))] = p.read_bytes()
-    return out
-
-
-def kill_and_resume(command: str, cfg, tmp_path, partial_glob: str) -> None:
-    """Run `lth COMMAND` with cfg, SIGKILL it once a training matching `partial_glob` has resumable state,
-    resume it, and compare every result with an uninterrupted run's."""
-    config_file = tmp_path / "cfg.json"
-    d = asdict(cfg)
-    d.pop("out_dir"), d.pop("preset")
-    config_file.write_text(json.dumps(d))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "lth.cli", command, "--quiet", "--no-report", "--config", str(config_file)]
-    killed_out = tmp_path / "killed"
-    proc = subprocess.Popen(cmd + ["--out", str(killed_out)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if list(killed_out.rglob(partial_glob)):
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed: " + proc.stderr.read().decode()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    [root] = killed_out.iterdir()
-    resumed = subprocess.run(cmd + ["--out", str(killed_out)], env=env, capture_output=True, text=True)
-    assert resumed.returncode == 0, resumed.stderr
-    clean_out = tmp_path / "clean"
-    assert subprocess.run(cmd + ["--out", str(clean_out)], env=env, capture_output=True).returncode == 0
-    [clean_root] = clean_out.iterdir()
-    assert clean_root.name == root.name
-    killed, clean = _results(root), _results(clean_root)
-    assert set(killed) == set(clean)
-    for key in clean:
-        assert killed[key] == clean[key], key
 
 
 def test_sigkill_mid_training_then_resume_equals_uninterrupted(tmp_path):

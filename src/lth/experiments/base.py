@@ -89,3 +89,21 @@ def launch(cfg: RunConfig, *, data=None, progress: bool | None = None, log: Call
     with store:
         experiment.run(cfg, executor, store, log)
     return store
+
+
+def draw_init(store, build: Callable[[int], Any], seed: int, replicate: int) -> None:
+    """θ_0 of a replicate: `build(seed)`'s weights, drawn once and kept in the run folder."""
+    from lth.fileio import save_weights
+
+    path = store.init_path(replicate)
+    if not path.exists():
+        save_weights(build(seed), path)
+
+
+def init_state(store, replicate: int) -> dict:
+    """θ_0 of a replicate, read back from the run folder."""
+    from lth.fileio import load_weights
+
+    return load_weights(store.init_path(replicate),
+                        fix="It is θ_0 of the replicate: without it the run cannot continue; delete the "
+                            f"folder {store.rep_dir(replicate)} to start that replicate over.")

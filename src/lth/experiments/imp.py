@@ -23,7 +23,7 @@ from typing import Any
 
 from lth.config import ImpConfig, LotteryConfig, PruneConfig
 from lth.errors import ConfigError, RunFolderError
-from lth.experiments.base import Experiment, launch, register
+from lth.experiments.base import Experiment, draw_init, init_state, launch, register
 from lth.names import RANDOM_PRUNE, TICKET, is_reinit, reinit_branch
 from lth.seeds import seed_for
 
@@ -135,18 +135,10 @@ class Imp:
     # -- weights the branches start from -----------------------------------------------------------
     def init(self, replicate: int) -> None:
         """θ_0 of the replicate, drawn once and kept in the run folder."""
-        from lth.fileio import save_weights
-
-        path = self.store.init_path(replicate)
-        if not path.exists():
-            save_weights(self.build(self.seed(replicate)), path)
+        draw_init(self.store, self.build, self.seed(replicate), replicate)
 
     def _init_state(self, replicate: int) -> dict:
-        from lth.fileio import load_weights
-
-        return load_weights(self.store.init_path(replicate),
-                            fix="It is θ_0 of the replicate: without it the run cannot continue; delete the "
-                                f"folder {self.store.rep_dir(replicate)} to start that replicate over.")
+        return init_state(self.store, replicate)
 
     def _rewind_state(self, replicate: int) -> dict:
         from lth.fileio import load_weights

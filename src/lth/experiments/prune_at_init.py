@@ -24,7 +24,7 @@ from typing import Any
 
 from lth.config import PAI_ABLATIONS, PaiSection, PruneAtInitConfig
 from lth.errors import ConfigError, RunFolderError
-from lth.experiments.base import Experiment, register
+from lth.experiments.base import Experiment, draw_init, init_state, register
 from lth.names import DENSE
 from lth.seeds import seed_for
 
@@ -116,18 +116,10 @@ class PruneAtInit:
 
     # -- θ_0 ---------------------------------------------------------------------------------------
     def init(self, replicate: int) -> None:
-        from lth.fileio import save_weights
-
-        path = self.store.init_path(replicate)
-        if not path.exists():
-            save_weights(self.build(self.seed(replicate)), path)
+        draw_init(self.store, self.build, self.seed(replicate), replicate)
 
     def _init_state(self, replicate: int) -> dict:
-        from lth.fileio import load_weights
-
-        return load_weights(self.store.init_path(replicate),
-                            fix="It is θ_0 of the replicate: without it the run cannot continue; delete the "
-                                f"folder {self.store.rep_dir(replicate)} to start that replicate over.")
+        return init_state(self.store, replicate)
 
     # -- masks -------------------------------------------------------------------------------------
     def counts(self, level: int):

@@ -54,10 +54,22 @@ def _network(ctx: CriterionContext, name: str) -> tuple[nn.Module, list[torch.Te
     return net, [params[n] for n in ctx.names]
 
 
-def _batches(ctx: CriterionContext, name: str) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    source = ctx.need("batches", name)
+def _scored(ctx: CriterionContext, name: str):
+    """(network, its weights named ctx.names, the scoring batches) on the batches' device, for SNIP and GraSP."""
+    net, weights = _network(ctx, name)
     count = int(ctx.extra.get("batches", DEFAULT_BATCHES))
-    return list(islice(source(), count))
+    batches = list(islice(ctx.need("batches", name)(), count))
+    net.to(batches[0][0].device)
+    return net, weights, batches
+
+
+def _summed_grads(net: nn.Module, weights: list[torch.Tensor], batches, scale: float = 1.0) -> list[torch.Tensor]:
+    """Σ over the batches of ∇ cross-entropy(net(x) / scale), no graph kept."""
+    total = [torch.zeros_like(w) for w in weights]
+    for x, y in batches:
+        for t, g in zip(total, torch.autograd.grad(_loss(net(x) / scale, y), weights)):
+            t += g
+    return total
 
 
 def _normalized(scores: list[torch.Tensor], norm: torch.Tensor) -> list[torch.Tensor]:
@@ -67,13 +79,8 @@ def _normalized(scores: list[torch.Tensor], norm: torch.Tensor) -> list[torch.Te
 @criterion("snip", needs=("build", "batches"))
 def snip(ctx: CriterionContext) -> dict[str, torch.Tensor]:
     """SNIP: |θ ⊙ ∂L/∂θ| on a few training batches (connection sensitivity, Lee et al. 2019)."""
-    net, weights = _network(ctx, "snip")
-    batches = _batches(ctx, "snip")
-    net.to(batches[0][0].device)
-    grads = [torch.zeros_like(w) for w in weights]
-    for x, y in batches:
-        for total, g in zip(grads, torch.autograd.grad(_loss(net(x), y), weights)):
-            total += g
+    net, weights, batches = _scored(ctx, "snip")
+    grads = _summed_grads(net, weights, batches)
     scores = [(w.detach() * g).abs() for w, g in zip(weights, grads)]
     norm = sum(s.sum() for s in scores)
     return dict(zip(ctx.names, _normalized(scores, norm if norm > 0 else torch.ones(()))))
@@ -82,13 +89,8 @@ def snip(ctx: CriterionContext) -> dict[str, torch.Tensor]:
 @criterion("grasp", needs=("build", "batches"))
 def grasp(ctx: CriterionContext) -> dict[str, torch.Tensor]:
     """GraSP: keeps the highest θ ⊙ Hg (removes the highest −θ ⊙ Hg), logits / 200 (Wang et al. 2020)."""
-    net, weights = _network(ctx, "grasp")
-    batches = _batches(ctx, "grasp")
-    net.to(batches[0][0].device)
-    stopped = [torch.zeros_like(w) for w in weights]
-    for x, y in batches:  # g = Σ ∇L, no graph
-        for total, g in zip(stopped, torch.autograd.grad(_loss(net(x) / GRASP_TEMPERATURE, y), weights)):
-            total += g
+    net, weights, batches = _scored(ctx, "grasp")
+    stopped = _summed_grads(net, weights, batches, GRASP_TEMPERATURE)  # g = Σ ∇L, no graph
     hg = [torch.zeros_like(w) for w in weights]
     for x, y in batches:  # Hg = ∇(gᵀ ∇L), summed over the batches
         grads = torch.autograd.grad(_loss(net(x) / GRASP_TEMPERATURE, y), weights, create_graph=True)
