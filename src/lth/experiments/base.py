@@ -107,3 +107,20 @@ def init_state(store, replicate: int) -> dict:
     return load_weights(store.init_path(replicate),
                         fix="It is θ_0 of the replicate: without it the run cannot continue; delete the "
                             f"folder {store.rep_dir(replicate)} to start that replicate over.")
+
+
+def criterion_batches(data, batch_size: int, seed: int, replicate: int) -> Callable[[], Any]:
+    """Training batches in a seeded order for the criteria that score on data (CriterionContext.batches):
+    a fresh, endless iterator per call, the same for every criterion of a replicate."""
+    from lth.seeds import seed_for
+
+    def batches():
+        from lth.data import Batches
+
+        b = Batches(data.train, batch_size, seed=seed_for("criterion_batches", seed, replicate))
+        step = 0
+        while True:
+            yield b.get(step)
+            step += 1
+
+    return batches

@@ -23,7 +23,14 @@ from typing import Any
 
 from lth.config import ImpConfig, LotteryConfig, PruneConfig
 from lth.errors import ConfigError, RunFolderError
-from lth.experiments.base import Experiment, draw_init, init_state, launch, register
+from lth.experiments.base import (
+    Experiment,
+    criterion_batches,
+    draw_init,
+    init_state,
+    launch,
+    register,
+)
 from lth.names import RANDOM_PRUNE, TICKET, is_reinit, reinit_branch
 from lth.seeds import seed_for
 
@@ -195,18 +202,7 @@ class Imp:
         """Training batches in a seeded order, for criteria that need data (None without a dataset)."""
         if self.data is None:
             return None
-
-        def batches():
-            from lth.data import Batches
-
-            b = Batches(self.data.train, self.cfg.train.batch_size,
-                        seed=seed_for("criterion_batches", self.cfg.seed, replicate))
-            step = 0
-            while True:
-                yield b.get(step)
-                step += 1
-
-        return batches
+        return criterion_batches(self.data, self.cfg.train.batch_size, self.cfg.seed, replicate)
 
     def _check_counts(self, mask, level: int, path: Path) -> None:
         """A mask on disk must have the level's sparsity (a mask copied from another level must not train)."""

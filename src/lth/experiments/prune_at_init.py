@@ -24,7 +24,13 @@ from typing import Any
 
 from lth.config import PAI_ABLATIONS, PaiSection, PruneAtInitConfig
 from lth.errors import ConfigError, RunFolderError
-from lth.experiments.base import Experiment, draw_init, init_state, register
+from lth.experiments.base import (
+    Experiment,
+    criterion_batches,
+    draw_init,
+    init_state,
+    register,
+)
 from lth.names import DENSE
 from lth.seeds import seed_for
 
@@ -172,7 +178,8 @@ class PruneAtInit:
         context = CriterionContext(
             weights=theta0, initial=theta0, mask=ones, names=self.plan.pruned,
             generator=torch.Generator().manual_seed(seed_for("pai_prune", self.cfg.seed, replicate, level, criterion)),
-            build=lambda: self.build(self.seed(replicate)), batches=self._batches(replicate),
+            build=lambda: self.build(self.seed(replicate)),
+            batches=criterion_batches(self.data, self.cfg.train.batch_size, self.cfg.seed, replicate),
             input_shape=tuple(self.build.input_shape), plan=self.select_plan, counts=counts,
             extra={"batches": self._batch_count()})
         return score_and_select(criterion, context, self.select_plan, counts, invert=ablation == "invert")
@@ -181,19 +188,6 @@ class PruneAtInit:
         if self.cfg.pai.batches:
             return self.cfg.pai.batches
         return max(1, -(-EXAMPLES_PER_CLASS * self.data.num_classes // self.cfg.train.batch_size))
-
-    def _batches(self, replicate: int):
-        def batches():
-            from lth.data import Batches
-
-            b = Batches(self.data.train, self.cfg.train.batch_size,
-                        seed=seed_for("criterion_batches", self.cfg.seed, replicate))
-            step = 0
-            while True:
-                yield b.get(step)
-                step += 1
-
-        return batches
 
     def _check_counts(self, mask, level: int, path) -> None:
         counts = self.counts(level)
