@@ -40,6 +40,13 @@ def _criteria(run: RunData) -> list[str]:
     return [c for c in section_of(run.config).criteria if c in have]
 
 
+def _legend_below(fig, axes, columns: int = 4) -> None:
+    """One legend for all panels (they share their curves), under them, so that no curve or bar is hidden."""
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(columns, len(labels)), fontsize=8)
+
+
 def _draw(ax, run: RunData, branch: str, key: str, label: str, color: str, ls: str, marker: str,
           pms: list[float]) -> None:
     s = F.series(run, branch, key, 100)
@@ -77,7 +84,7 @@ def pai_vs_imp_section(ctx: Context) -> list[tuple[str, list]]:
         if pms:
             F.pm_axis(ax, pms)
         ax.set_ylabel(ylabel)
-        ax.legend(fontsize=7.5, loc="lower left")
+    _legend_below(fig, axes)
     head = "Pruning at initialization against IMP: test accuracy vs weights remaining"
     F.suptitle(fig, f"{head}\n{ctx.title}")
     caption = ("Each criterion prunes θ_0 once to the level's P_m and the subnetwork trains like an IMP ticket "
@@ -135,7 +142,7 @@ def ablation_figure(run: RunData, levels: list[int]):
         ax.set_title(f"P_m = {F.pm_text(pm.get(level, 0))}% (level {level})", fontsize=9)
         ax.set_ylabel("test accuracy at early stop (%)")
         ax.grid(True, axis="y", alpha=0.3)
-        ax.legend(fontsize=7.5, loc="lower left")
+    _legend_below(fig, axes)
     F.suptitle(fig, f"Ablations of pruning at initialization\n{run.label}")
     return fig
 
@@ -232,7 +239,7 @@ def supermask_section(ctx: Context) -> list[tuple[str, list]]:
         ax.set_xlim(0, 100)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=7.5, loc="lower center")
+    _legend_below(fig, axes)
     head = "Strong tickets: accuracy of masks on frozen random weights vs k"
     F.suptitle(fig, f"{head}\n{ctx.title}")
     return [("Strong tickets (supermasks)", [ctx.save(
