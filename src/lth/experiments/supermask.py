@@ -221,10 +221,12 @@ def format_rows(summaries, header: bool = False) -> str:
     """One line per (level, branch), each with its own kept fraction (a Bernoulli mask learns its own)."""
     from lth.experiments.results import aggregate
 
-    lines = [f"{'level':>5} {'k':>5} {'branch':<12} {'P_m %':>7} " + " ".join(f"{t:>9}" for _, t in COLUMNS)] \
+    rows = aggregate(summaries)
+    width = 13 if any(len(r["replicates"]) > 1 for r in rows) else 9  # room for "±x.x" with replicates
+    lines = [f"{'level':>5} {'k':>5} {'branch':<12} {'P_m %':>7} " + " ".join(f"{t:>{width}}" for _, t in COLUMNS)] \
         if header else []
     previous = None
-    for r in aggregate(summaries):
+    for r in rows:
         k = r["k"]["mean"] if isinstance(r.get("k"), dict) else None
         first = r["level"] != previous
         previous = r["level"]
@@ -236,7 +238,7 @@ def format_rows(summaries, header: bool = False) -> str:
             text = "-" if stat is None else f"{100 * stat['mean']:.1f}"
             if stat is not None and len(r["replicates"]) > 1:
                 text += f" ±{100 * (stat['max'] - stat['min']) / 2:.1f}"
-            cells.append(f"{text:>9}")
+            cells.append(f"{text:>{width}}")
         lines.append(" ".join(cells))
     return "\n".join(lines)
 
