@@ -69,8 +69,8 @@ _LENET = _exp("mnist", ModelConfig(name="lenet_300_100"),
 # code of edge-popup does (its MNIST example: lr 0.1, momentum 0.9, weight decay 5e-4).
 _EDGE_POPUP_TRAIN = TrainConfig(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=5e-4, schedule="cosine",
                                 batch_size=100, budget="1500it", eval_every="50it")
-# The Bernoulli supermask's logits: Adam at 0.1 with the cosine schedule learned best of the settings tried on
-# MNIST-1D (docs/supermask.md: SGD with momentum at 0.1 did not move the logits; at 30-300 it trailed Adam).
+# The Bernoulli supermask's logits: Adam at 0.1 with the cosine schedule learned best of SGD with momentum and
+# Adam at 0.01-100 on MNIST-1D (docs/supermask.md); SGD at the rates that suit weights hardly moves the logits.
 _BERNOULLI_TRAIN = replace(_EDGE_POPUP_TRAIN, optimizer="adam", lr=0.1, weight_decay=0.0)
 
 

@@ -309,4 +309,4 @@ PRUNE_AT_INIT = register(Experiment(
     name="prune_at_init", config=PruneAtInitConfig, run=run, commands=("prune_at_init",), check=check, show=show,
     branches=lambda config, level: branch_names(section_of(config), level),
     report_sections=("pai_vs_imp", "pai_ablations", "pai_layers"), default_preset="mnist1d_mlp_pai",
-    help="prune θ_0 once per criterion (SNIP, GraSP, SynFlow, ...), train, with ablations (shuffle, reinit, invert)"))
+    help="pruning at initialization (SNIP, GraSP, SynFlow, ...) with sanity checks"))

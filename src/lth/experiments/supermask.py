@@ -265,4 +265,4 @@ SUPERMASK = register(Experiment(
     name="supermask", config=SupermaskConfig, run=run, commands=("supermask",), check=check, show=show,
     branches=lambda config, level: branch_names(section_of(config), level),
     report_sections=("supermask_vs_k",), default_preset="mnist1d_mlp_edge_popup",
-    help="strong tickets: masks learned on frozen random weights (edge-popup, Bernoulli), against k"))
+    help="strong tickets: masks learned on frozen random weights"))

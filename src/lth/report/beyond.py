@@ -41,10 +41,13 @@ def _criteria(run: RunData) -> list[str]:
 
 
 def _legend_below(fig, axes, columns: int = 4) -> None:
-    """One legend for all panels (they share their curves), under them, so that no curve or bar is hidden."""
+    """One legend for all panels (they share their curves), under them, so that no curve or bar is hidden;
+    as many columns as the figure's width holds for the longest label."""
     handles, labels = axes[0, 0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(columns, len(labels)), fontsize=8)
+        fits = int(fig.get_figwidth() * 72 / (0.55 * 8) // (max(map(len, labels)) + 6))
+        fig.legend(handles, labels, loc="outside lower center", ncols=max(1, min(columns, fits, len(labels))),
+                   fontsize=8)
 
 
 def _draw(ax, run: RunData, branch: str, key: str, label: str, color: str, ls: str, marker: str,
@@ -218,31 +221,35 @@ def _unit(replicate: int, level: int, branch: str):
 
 @section("supermask_vs_k")
 def supermask_section(ctx: Context) -> list[tuple[str, list]]:
+    """One figure per supermask run: each has its own dense and untrained references (its own θ_0)."""
     runs = [r for r in ctx.runs if r.experiment == "supermask"]
-    if not runs:
-        return []
+    items = []
+    for i, run in enumerate(runs):
+        fig = supermask_figure(run, ctx.title if len(runs) == 1 else run.label)
+        head = "Strong tickets: accuracy of masks on frozen random weights vs k"
+        items.append(ctx.save(
+            fig, "supermask_vs_k" + (f"-run{i + 1}" if len(runs) > 1 else ""), head + (f" ({run.label})" if
+                                                                                       len(runs) > 1 else ""),
+            "No weight is trained: edge-popup and the Bernoulli supermask learn only a mask of θ_0. Mean over "
+            "replicates; bars span min to max. A Bernoulli mask is drawn at the fraction it learned to keep."))
+    return [("Strong tickets (supermasks)", items)] if items else []
+
+
+def supermask_figure(run: RunData, subtitle: str):
     fig, axes = F.new_figure(ncols=2, width=12, height=5.0, sharey=True)
     for ax, (key, ylabel) in zip(axes[0], ACCURACY_PANELS):
-        for i, run in enumerate(runs):
-            ls, marker = F.RUN_STYLES[i % len(F.RUN_STYLES)]
-            tag = f" — {run.label}" if len(runs) > 1 else ""
-            for j, branch in enumerate(b for b in run.branches() if b not in ("dense", "untrained")):
-                label = {"large_final": "large_final mask of the trained network on θ_0, untrained"}.get(branch, branch)
-                _draw(ax, run, branch, key, label + tag, _color(branch, j),
-                      "--" if branch == "large_final" else ls, marker, [])
-            for branch, color, text in (("dense", "black", "dense network, weights trained"),
-                                        ("untrained", "0.5", "dense network, untrained θ_0")):
-                row = run.row(0, branch)
-                if row is not None and key in row:
-                    ax.axhline(100 * row[key]["mean"], color=color, ls=":", lw=1.2, label=text + tag)
+        for j, branch in enumerate(b for b in run.branches() if b not in ("dense", "untrained")):
+            label = {"large_final": "large_final mask of the trained network on θ_0, untrained"}.get(branch, branch)
+            _draw(ax, run, branch, key, label, _color(branch, j), "--" if branch == "large_final" else "-", "o", [])
+        for branch, color, text in (("dense", "black", "dense network, weights trained"),
+                                    ("untrained", "0.5", "dense network, untrained θ_0")):
+            row = run.row(0, branch)
+            if row is not None and key in row:
+                ax.axhline(100 * row[key]["mean"], color=color, ls=":", lw=1.2, label=text)
         ax.set_xlabel("weights kept, k (%)")
         ax.set_xlim(0, 100)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
     _legend_below(fig, axes)
-    head = "Strong tickets: accuracy of masks on frozen random weights vs k"
-    F.suptitle(fig, f"{head}\n{ctx.title}")
-    return [("Strong tickets (supermasks)", [ctx.save(
-        fig, "supermask_vs_k", head,
-        "No weight is trained: edge-popup and the Bernoulli supermask learn only a mask of θ_0. Mean over "
-        "replicates; bars span min to max. A Bernoulli mask is drawn at the fraction it learned to keep.")])]
+    F.suptitle(fig, f"Strong tickets: accuracy of masks on frozen random weights vs k\n{subtitle}")
+    return fig

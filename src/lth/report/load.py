@@ -254,13 +254,19 @@ def _describe_beyond(config: dict[str, Any], n_replicates: int, experiment: str)
         how = f"pruned at initialization ({pai.get('scope', 'global')}) to IMP's P_m ({rate:.0f}%/level)"
     else:
         sm = config.get("supermask", {})
-        how = f"supermask {'/'.join(sm.get('methods', []))}, weights frozen ({model.get('init', '?')})"
-    training = f"{tr.get('optimizer', '?')} lr {tr.get('lr', '?')}, {tr.get('budget', '?')}"
+        methods = "/".join(sm.get("methods", [])) or "no learned mask (dense, untrained and large_final only)"
+        how = f"supermask: {methods}, θ_0 {model.get('init', '?')}"
+    lr = f"lr {tr.get('lr', '?')}"
+    if experiment == "supermask" and config.get("supermask", {}).get("dense_lr") is not None:
+        lr += f" (dense network {config['supermask']['dense_lr']})"
+    training = f"{tr.get('optimizer', '?')} {lr}, {tr.get('budget', '?')}"
     return [what, how, training, f"{n_replicates} replicate{'s' if n_replicates != 1 else ''}"]
 
 
 def common_title(runs: list[RunData]) -> str:
     """The description phrases shared by every run (the rest is in the curve labels)."""
     parts = [describe_parts(r.config, len(r.replicates), r.experiment) for r in runs]
+    if len({r.experiment for r in runs}) > 1:  # each experiment's preset differs; the model and data may not
+        parts = [[p[0].split(": ", 1)[-1], *p[1:]] for p in parts]
     first = parts[0]
     return " · ".join(p for i, p in enumerate(first) if all(len(q) > i and q[i] == p for q in parts[1:]))
