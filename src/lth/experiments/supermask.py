@@ -7,7 +7,8 @@ Per replicate, θ_0 is drawn once (by --model.init; edge-popup's paper uses sign
   every layer) or `bernoulli` (Zhou et al.; k is the initial keep probability), scores trained, θ_0 frozen;
 - level i, `large_final`: the mask keeping the round(k·n) largest weights of each layer of the trained dense
   network, applied to the untrained θ_0 (original signs) and evaluated without training: Zhou et al.'s
-  large_final supermask, the mask IMP's first pruning would give at that sparsity.
+  large_final supermask: one-shot magnitude pruning of the trained network, the same k in every layer (an
+  IMP run's level mask is iterative, with the output layer at half the rate).
 
 Each training is recorded like any other (metrics, early stop, summary). A learned mask is kept in its unit
 folder (mask.safetensors) with the scores it came from (scores.safetensors); P_m of a learned mask is the
