@@ -258,3 +258,19 @@ def test_imp_can_prune_with_synflow(tiny_cfg):
     store = run_imp(cfg, progress=False, log=lambda *_: None)
     mask = Mask.load(store.mask_path(0, 1))
     assert math.isclose(mask.density(), 0.5, abs_tol=1e-3)
+
+
+def test_linear_time_selection_equals_a_stable_sort():
+    """_keep_top (k-th value, then the earliest ties) keeps what the first k of a stable descending sort keep."""
+    from lth.prune.select import _keep_top
+
+    g = torch.Generator().manual_seed(0)
+    for trial in range(300):
+        n = int(torch.randint(1, 40, (1,), generator=g))
+        scores = torch.randint(0, 4, (n,), generator=g).float() if trial % 2 else torch.randn(n, generator=g)
+        alive = torch.rand(n, generator=g) < 0.7
+        k = int(torch.randint(0, n + 1, (1,), generator=g))
+        ranked = torch.where(alive, scores, torch.full_like(scores, -torch.inf))
+        expected = torch.zeros(n, dtype=torch.bool)
+        expected[torch.sort(ranked, descending=True, stable=True).indices[:k]] = True
+        assert torch.equal(_keep_top(scores, alive, k), expected)

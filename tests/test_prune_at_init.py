@@ -184,3 +184,14 @@ def test_report_labels_prune_at_init_and_imp_runs_apart(run, tiny_cfg, tmp_path)
     assert not report.notes, report.notes
     html = report.html.read_text()
     assert "Pruning at initialization vs IMP" in html and "imp" in html
+
+
+def test_presets_share_the_imp_presets_schedule():
+    """A prune-at-init preset's levels have the P_m of the IMP preset's levels: same data, model, training and
+    pruning schedule."""
+    from lth import presets
+
+    for pai, imp in (("mnist1d_mlp_pai", "mnist1d_mlp"), ("lenet_300_100_pai", "lenet_300_100_mnist")):
+        a, b = presets.get(pai), presets.get(imp)
+        assert (a.data, a.model, a.train, a.prune) == (b.data, b.model, b.train, b.prune)
+        assert max(a.pai.levels) <= b.lottery.levels
