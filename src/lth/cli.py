@@ -38,10 +38,9 @@ TOOLS = """  lth sweep --grid KEY=V1,V2 ... [--experiment imp] [--preset NAME] [
 def epilog() -> str:
     from lth.experiments import EXPERIMENTS
 
-    lines = []
-    for e in EXPERIMENTS.values():
-        cmd = (e.commands or (e.name,))[0]
-        lines.append(f"  lth {cmd} [--preset NAME] [flags]".ljust(38) + e.help)
+    usages = [(f"  lth {(e.commands or (e.name,))[0]} [--preset NAME] [flags]", e.help) for e in EXPERIMENTS.values()]
+    width = max([38] + [len(u) + 2 for u, _ in usages])
+    lines = [usage.ljust(width) + text for usage, text in usages]
     return ("commands:\n" + "\n".join(lines) + "\n" + TOOLS
             + "\nEvery config field is a flag: `lth run --help` lists them.")
 

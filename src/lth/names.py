@@ -29,8 +29,9 @@ def reinit_branch(draw: int) -> str:
 
 
 def display_branch(level: int, branch: str) -> str:
-    """The name tables and figures show: the level-0 training is the dense network."""
-    return DENSE if level == 0 else branch
+    """The name tables and figures show: the level-0 ticket is the dense network. Other level-0 branches (an
+    untrained network, say) keep their names."""
+    return DENSE if level == 0 and branch == TICKET else branch
 
 
 def is_reset(rewind: str) -> bool:

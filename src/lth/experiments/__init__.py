@@ -2,7 +2,7 @@
 module here plus its import line below. `launch(cfg)` runs any of them."""
 
 # The built-in experiments: importing a module registers its experiment.
-from lth.experiments import imp, rl, train  # noqa: E402,F401
+from lth.experiments import imp, prune_at_init, rl, supermask, train  # noqa: E402,F401
 from lth.experiments.base import (
            EXPERIMENTS,
            Experiment,

@@ -126,3 +126,39 @@ def warn_if_threads_changed(store) -> None:
                       f"{threads}. New trainings may differ in the last bits from those of an uninterrupted run, "
                       f"and those differences grow; to continue it exactly, use --compute.threads {recorded}.",
                       stacklevel=2)
+
+
+def draw_init(store, build: Callable[[int], Any], seed: int, replicate: int, place: dict | None = None) -> None:
+    """θ_0 of a replicate: `build(seed)`'s weights, drawn once and kept in the run folder (recording `place`,
+    where the file belongs, when given)."""
+    from lth.fileio import save_weights
+
+    path = store.init_path(replicate)
+    if not path.exists():
+        save_weights(build(seed), path, place)
+
+
+def init_state(store, replicate: int, place: dict | None = None) -> dict:
+    """θ_0 of a replicate, read back from the run folder (checked against `place` when given)."""
+    from lth.fileio import load_weights
+
+    return load_weights(store.init_path(replicate),
+                        fix="It is θ_0 of the replicate: without it the run cannot continue; delete the "
+                            f"folder {store.rep_dir(replicate)} to start that replicate over.", place=place)
+
+
+def criterion_batches(data, batch_size: int, seed: int, replicate: int) -> Callable[[], Any]:
+    """Training batches in a seeded order for the criteria that score on data (CriterionContext.batches):
+    a fresh, endless iterator per call, the same for every criterion of a replicate."""
+    from lth.seeds import seed_for
+
+    def batches():
+        from lth.data import Batches
+
+        b = Batches(data.train, batch_size, seed=seed_for("criterion_batches", seed, replicate))
+        step = 0
+        while True:
+            yield b.get(step)
+            step += 1
+
+    return batches

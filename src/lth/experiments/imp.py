@@ -23,7 +23,14 @@ from typing import Any
 
 from lth.config import ImpConfig, LotteryConfig, PruneConfig
 from lth.errors import ConfigError, RunFolderError
-from lth.experiments.base import Experiment, launch, register
+from lth.experiments.base import (
+    Experiment,
+    criterion_batches,
+    draw_init,
+    init_state,
+    launch,
+    register,
+)
 from lth.names import RANDOM_PRUNE, TICKET, is_reinit, reinit_branch
 from lth.seeds import seed_for
 
@@ -98,11 +105,18 @@ def rewind_step(cfg: ImpConfig, data) -> int:
     return k
 
 
+PROVIDES = frozenset({"initial", "build", "batches", "input_shape", "plan", "counts"})
+"""What IMP's criterion context holds (beyond weights, mask, names, generator); find_tickets has no data."""
+
+
 def check(cfg: ImpConfig, data) -> None:
-    """What needs the data and the model: the rewind step, the pruning plan, the levels."""
+    """What needs the data and the model: the rewind step, the pruning plan, the levels, the criterion."""
+    from lth.prune import check_criterion
+
     rewind_step(cfg, data)
     template = ModelBuilder.for_data(cfg.model, data)(cfg.seed)
     schedule_of(cfg, _plan(cfg, template))
+    check_criterion(cfg.prune.criterion, PROVIDES, strategy=cfg.prune.strategy, where="IMP")
 
 
 class Imp:
@@ -148,19 +162,10 @@ class Imp:
     # -- weights the branches start from -----------------------------------------------------------
     def init(self, replicate: int) -> None:
         """θ_0 of the replicate, drawn once and kept in the run folder."""
-        from lth.fileio import save_weights
-
-        path = self.store.init_path(replicate)
-        if not path.exists():
-            save_weights(self.build(self.seed(replicate)), path, self.place("init", replicate))
+        draw_init(self.store, self.build, self.seed(replicate), replicate, self.place("init", replicate))
 
     def _init_state(self, replicate: int) -> dict:
-        from lth.fileio import load_weights
-
-        return load_weights(self.store.init_path(replicate),
-                            fix="It is θ_0 of the replicate: without it the run cannot continue; delete the "
-                                f"folder {self.store.rep_dir(replicate)} to start that replicate over.",
-                            place=self.place("init", replicate))
+        return init_state(self.store, replicate, self.place("init", replicate))
 
     def _rewind_state(self, replicate: int) -> dict:
         from lth.fileio import load_weights
@@ -210,7 +215,8 @@ class Imp:
         generator = torch.Generator().manual_seed(seed_for("prune", self.cfg.seed, replicate, level))
         context = CriterionContext(weights=final, mask=base, names=self.plan.pruned, generator=generator,
                                    initial=self._init_state(replicate),
-                                   build=lambda: self.build(self.seed(replicate)), batches=self._batches(replicate))
+                                   build=lambda: self.build(self.seed(replicate)), batches=self._batches(replicate),
+                                   input_shape=getattr(self.build, "input_shape", None))
         return prune(final, base, self.plan, rounds=level - source, criterion=self.cfg.prune.criterion,
                      context=context)
 
@@ -218,18 +224,7 @@ class Imp:
         """Training batches in a seeded order, for criteria that need data (None without a dataset)."""
         if self.data is None:
             return None
-
-        def batches():
-            from lth.data import Batches
-
-            b = Batches(self.data.train, self.cfg.train.batch_size,
-                        seed=seed_for("criterion_batches", self.cfg.seed, replicate))
-            step = 0
-            while True:
-                yield b.get(step)
-                step += 1
-
-        return batches
+        return criterion_batches(self.data, self.cfg.train.batch_size, self.cfg.seed, replicate)
 
     def _check_counts(self, mask, level: int, path: Path) -> None:
         """A mask on disk must have the level's sparsity (a mask copied from another level must not train)."""
@@ -406,6 +401,7 @@ def find_tickets(model_fn: Callable[..., Any], train_fn: Callable[..., dict[str,
 
     from lth.executors import LocalExecutor
     from lth.experiments.base import warn_if_threads_changed
+    from lth.prune import check_criterion
     from lth.store import RunStore
     from lth.validate import preflight
 
@@ -418,6 +414,10 @@ def find_tickets(model_fn: Callable[..., Any], train_fn: Callable[..., dict[str,
     build = seeded_builder(model_fn)
     cfg = replace(cfg, model=replace(cfg.model, name=f"custom:{name}:{_fingerprint(_checked_model(build(seed)))}"))
     preflight(cfg, data=False)
+    # Your loop holds the data: criteria that score on training batches (snip, grasp) or feed the model an
+    # input of a known shape (synflow) cannot run here.
+    check_criterion(cfg.prune.criterion, PROVIDES - {"batches", "input_shape"}, strategy=cfg.prune.strategy,
+                    where="find_tickets (your own model and training loop)")
     loop_rewind_step(cfg.lottery, train_fn)
     store = RunStore.for_config(cfg, log=log)
     with store:

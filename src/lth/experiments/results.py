@@ -95,10 +95,12 @@ def _cell(row: dict[str, Any], key: str, scale: float, fmt: str) -> str:
     return text
 
 
-def format_level(rows: list[dict[str, Any]], header: bool = False, columns: tuple | None = None) -> str:
-    """Fixed-width lines for one level (with replicates: mean ± half the min-max range)."""
+def format_level(rows: list[dict[str, Any]], header: bool = False, columns: tuple | None = None,
+                 branch_width: int = 13) -> str:
+    """Fixed-width lines for one level (with replicates: mean ± half the min-max range); `branch_width`: the
+    branch column's width, for experiments with longer branch names."""
     columns = columns or columns_for(rows)
-    widths = [5, 7, 13] + [max(9, len(c[1]) + 1) for c in columns]
+    widths = [5, 7, branch_width] + [max(9, len(c[1]) + 1) for c in columns]
     wide = any(len(r["replicates"]) > 1 for r in rows)
     if wide:  # room for " ±" and the spread
         widths = widths[:3] + [w if c[0] in STEP_KEYS else w + 2 + len(c[3].format(0)) for w, c in
@@ -117,5 +119,7 @@ def format_level(rows: list[dict[str, Any]], header: bool = False, columns: tupl
 def format_table(summaries: list[Summary | dict[str, Any]]) -> str:
     rows = aggregate(summaries)
     levels, columns = sorted({r["level"] for r in rows}), columns_for(rows)
-    return "\n".join(format_level([r for r in rows if r["level"] == lv], header=i == 0, columns=columns)
+    width = max([13] + [len(r["branch"]) + 1 for r in rows])
+    return "\n".join(format_level([r for r in rows if r["level"] == lv], header=i == 0, columns=columns,
+                                   branch_width=width)
                      for i, lv in enumerate(levels))

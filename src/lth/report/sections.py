@@ -62,6 +62,22 @@ def section(name: str) -> Callable[[Section], Section]:
     return register
 
 
+def applicable(ctx: Context, name: str) -> Context:
+    """The context with only the runs whose experiment names section `name` (a run of an unknown experiment
+    gets the IMP sections): an IMP figure does not draw a prune-at-init run's branches."""
+    from lth.experiments import EXPERIMENTS
+
+    default = ("results", "curves", "masks")
+
+    def names(run: RunData) -> tuple[str, ...]:
+        experiment = EXPERIMENTS.get(run.experiment)
+        return experiment.report_sections if experiment is not None else default
+
+    runs = [r for r in ctx.runs if name in names(r)]
+    return Context(runs, ctx.out, common_title(runs) if runs else ctx.title, ctx.report, ctx.curve_levels,
+                   ctx.weight_level) if len(runs) != len(ctx.runs) else ctx
+
+
 def _save(rep: Report, fig, out: Path, name: str, title: str, caption: str) -> F.FigureFile:
     """The figure's files; it is written later, with the others (`F.write_figures`)."""
     name = f"fig-{name}"
@@ -73,6 +89,9 @@ def _save(rep: Report, fig, out: Path, name: str, title: str, caption: str) -> F
 
 @section("results")
 def results_section(ctx: Context) -> list[tuple[str, list]]:
+    ctx = applicable(ctx, "results")
+    if not ctx.runs:
+        return []
     figs = result_figures(ctx.runs, ctx.out, ctx.title, ctx.report)
     return [("Results vs weights remaining", figs)] if figs else []
 
@@ -89,6 +108,9 @@ def metric_set(runs: list[RunData]) -> tuple:
 
 @section("curves")
 def curves_section(ctx: Context) -> list[tuple[str, list]]:
+    ctx = applicable(ctx, "curves")
+    if not ctx.runs:
+        return []
     levels = {str(r.root): F.pick_levels(r, ctx.curve_levels) for r in ctx.runs}
     kind = metric_set(ctx.runs)
     if kind is LM_COLUMNS:
@@ -109,6 +131,9 @@ def curves_section(ctx: Context) -> list[tuple[str, list]]:
 
 @section("masks")
 def masks_section(ctx: Context) -> list[tuple[str, list]]:
+    ctx = applicable(ctx, "masks")
+    if not ctx.runs:
+        return []
     return [s for i, run in enumerate(ctx.runs)
             for s in mask_figures(run, ctx.out, f"-run{i + 1}" if ctx.multi else "", ctx.weight_level, ctx.report,
                                   ctx.multi)]
@@ -269,3 +294,7 @@ def mask_tables(stats: M.MaskStats) -> list[str]:
         rows.append(row)
     return ["<p>Mask overlap (Jaccard, mean [min–max]) and inputs left without any connection:</p>"
             + html_table(header, rows)]
+
+
+# Sections of other experiments, registered on import (each module imports this one's `section`).
+from lth.report import beyond  # noqa: E402,F401
