@@ -210,3 +210,11 @@ def test_summaries_are_typed_records(tiny_cfg):
     assert s.level == 1 and s.start_step == 0 and 0 < s.remaining_percent < 100
     assert s["early_stop_step"] == s.early_stop_step  # still readable as the JSON's keys
     assert to_dict(tiny_cfg)["lottery"]["levels"] == 2
+
+
+def test_config_files_of_lth_0_1_read_under_the_new_names():
+    """lth 0.1's `prune.score` is `prune.criterion` now, and `train.amp` moved to the compute section."""
+    from lth.config import from_dict
+
+    cfg = from_dict(ImpConfig, {"train": {"amp": False, "lr": 0.1}, "prune": {"score": "random"}})
+    assert (cfg.compute.amp, cfg.train.lr, cfg.prune.criterion) == (False, 0.1, "random")
