@@ -26,23 +26,24 @@ from lth.errors import ArgumentParser, ConfigError, UsageError, UserError
 
 DEFAULT_PRESET = "mnist1d_mlp"
 
-TOOLS = """  lth sweep --grid KEY=V1,V2 ... [--experiment imp] [--preset NAME] [flags]
-                                      one run per combination, then one report comparing them
-  lth show RUN [--json]               reprint a run's results from its folder
-  lth report RUN [RUN ...] [--out D]  figures, tables and an HTML report
-  lth export RUN --level L --format F  a ticket as dense/torch-prune/sparse weights for other tools
-  lth presets                         the papers' experiments, by name
-  lth models                          registered models, datasets and pruning criteria"""
+TOOLS = [
+    ("lth sweep --grid KEY=V1,V2 ... [flags]", "one run per combination (--experiment NAME, default imp), one report"),
+    ("lth show RUN [--json]", "reprint a run's results from its folder"),
+    ("lth report RUN [RUN ...] [--out D]", "figures, tables and an HTML report"),
+    ("lth export RUN --level L --format F", "a ticket as dense/torch-prune/sparse weights for other tools"),
+    ("lth presets", "the papers' experiments, by name"),
+    ("lth models", "registered models, datasets and pruning criteria"),
+]
 
 
 def epilog() -> str:
     from lth.experiments import EXPERIMENTS
 
-    usages = [(f"  lth {(e.commands or (e.name,))[0]} [--preset NAME] [flags]", e.help) for e in EXPERIMENTS.values()]
-    width = max([38] + [len(u) + 2 for u, _ in usages])
-    lines = [usage.ljust(width) + text for usage, text in usages]
-    return ("commands:\n" + "\n".join(lines) + "\n" + TOOLS
-            + "\nEvery config field is a flag: `lth run --help` lists them.")
+    usages = [(f"lth {(e.commands or (e.name,))[0]} [--preset NAME] [flags]", e.help) for e in EXPERIMENTS.values()]
+    usages += TOOLS
+    width = max(len(u) for u, _ in usages) + 2
+    lines = ["  " + usage.ljust(width) + text for usage, text in usages]
+    return "commands:\n" + "\n".join(lines) + "\nEvery config field is a flag: `lth run --help` lists them."
 
 
 EXTRA_HELP = """lth-specific options (before the config flags below):
