@@ -16,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import batched  # noqa: E402
+import concurrency  # noqa: E402
 import imp_level  # noqa: E402
 import kernels  # noqa: E402
 import throughput  # noqa: E402
@@ -37,8 +38,10 @@ def main() -> None:
     imp_level.main(common)  # MNIST-1D: no data directory
     if dev == "cpu":
         kernels.main(["--threads", str(args.threads)] if args.threads else [])
+        concurrency.main(["--threads", str(args.threads)] if args.threads else [])
     parts = [f"# lth benchmarks\n\nAll of them: `{command()}` ({time.time() - started:.0f} s).\n"]
-    for name in ("throughput", f"batched_{dev}", f"imp_level_{dev}", "kernels_cpu" if dev == "cpu" else ""):
+    for name in ("throughput", f"batched_{dev}", f"imp_level_{dev}", *(("kernels_cpu", "concurrency_cpu")
+                                                                       if dev == "cpu" else ())):
         path = RESULTS / f"{name}.md"
         if path.exists():
             parts.append(path.read_text().replace("\n# ", "\n## ").replace("# ", "## ", 1))

@@ -10,7 +10,14 @@ import torch  # noqa: E402
 
 torch.set_num_threads(1)
 
-from lth.config import DataConfig, ExperimentConfig, LotteryConfig, ModelConfig, PruneConfig, TrainConfig  # noqa: E402
+from lth.config import (  # noqa: E402
+    DataConfig,
+    ExperimentConfig,
+    LotteryConfig,
+    ModelConfig,
+    PruneConfig,
+    TrainConfig,
+)
 
 
 @pytest.fixture
@@ -45,3 +52,26 @@ def mlp():
                            input_shape=data.input_shape, num_classes=data.num_classes, seed=seed)
 
     return make
+
+
+def pytest_configure(config):
+    # The machines that run the tests are often busy; lth's warning about that says nothing about what a test
+    # checks (tests/test_machine.py checks the warning itself).
+    config.addinivalue_line("filterwarnings", "ignore::lth.errors.BusyMachineWarning")
+
+
+def run_results(root) -> dict:
+    """What a run computed, for comparing two runs bit for bit: every summary (less its wall time), every
+    metrics.csv, and every weights and mask file."""
+    import json
+    from pathlib import Path
+
+    root, out = Path(root), {}
+    for p in sorted(root.rglob("summary.json")):
+        s = json.loads(p.read_text())
+        s.pop("seconds", None)
+        out[str(p.relative_to(root))] = s
+    for pattern in ("metrics.csv", "*.safetensors"):
+        for p in sorted(root.rglob(pattern)):
+            out[str(p.relative_to(root))] = p.read_bytes()
+    return out

@@ -13,8 +13,16 @@ from pathlib import Path
 import pytest
 
 from lth import presets
-from lth.config import (ComputeConfig, ImpConfig, RunConfig, TrainConfig, config_hash, hashed_dict, legacy_hash,
-                        to_dict)
+from lth.config import (
+    ComputeConfig,
+    ImpConfig,
+    RunConfig,
+    TrainConfig,
+    config_hash,
+    hashed_dict,
+    legacy_hash,
+    to_dict,
+)
 from lth.experiments import run_imp
 from lth.store import Unit
 
@@ -138,7 +146,7 @@ LAYERS = [
     {"presets", "data", "models"},
     {"prune"},
     {"train"},
-    {"store"},
+    {"store", "tracking"},
     {"executors", "validate"},
     {"experiments"},
     {"lottery", "report", "export"},
@@ -185,13 +193,14 @@ def test_imports_point_down_the_layers():
 
 def test_help_and_presets_do_not_import_torch():
     code = ("import sys\nfrom lth.cli import main\n"
-            "for argv in (['--help'], ['presets'], ['run', '--help'], ['train', '--help']):\n"
+            "for argv in (['--help'], ['presets'], ['run', '--help'], ['train', '--help'], ['rl', '--help']):\n"
             "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
-            "print('TORCH' if 'torch' in sys.modules else 'NO TORCH')\n")
+            "heavy = ('torch', 'stable_baselines3', 'gymnasium')\n"
+            "print('TORCH' if any(m in sys.modules for m in heavy) else 'NO TORCH')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("NO TORCH"), out.stdout[-500:]
-    assert "--lottery.levels" in out.stdout and "--compute.batch" in out.stdout
+    assert "--lottery.levels" in out.stdout and "--compute.batch" in out.stdout and "--env.id" in out.stdout
 
 
 def test_summaries_are_typed_records(tiny_cfg):
@@ -201,3 +210,11 @@ def test_summaries_are_typed_records(tiny_cfg):
     assert s.level == 1 and s.start_step == 0 and 0 < s.remaining_percent < 100
     assert s["early_stop_step"] == s.early_stop_step  # still readable as the JSON's keys
     assert to_dict(tiny_cfg)["lottery"]["levels"] == 2
+
+
+def test_config_files_of_lth_0_1_read_under_the_new_names():
+    """lth 0.1's `prune.score` is `prune.criterion` now, and `train.amp` moved to the compute section."""
+    from lth.config import from_dict
+
+    cfg = from_dict(ImpConfig, {"train": {"amp": False, "lr": 0.1}, "prune": {"score": "random"}})
+    assert (cfg.compute.amp, cfg.train.lr, cfg.prune.criterion) == (False, 0.1, "random")

@@ -132,3 +132,26 @@ def test_python_api_override_and_entry_points():
     with pytest.raises(ValueError, match="unknown config key"):
         lth.override(cfg, {"lottery.level": 5})
     assert callable(lth.run_imp) and callable(lth.find_tickets) and callable(lth.train)
+
+
+def test_extras_that_are_not_installed_are_refused_with_the_pip_command(tmp_path, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    monkeypatch.setitem(sys.modules, "tensorboard", None)
+    assert main(["run", *TINY, "--executor", "ray", "--out", str(tmp_path)]) == 2
+    assert "--executor ray needs Ray, which is not installed here: pip install 'lth[ray]'" in capsys.readouterr().err
+    assert main(["train", *TINY, "--log", "tensorboard", "--out", str(tmp_path)]) == 2
+    assert "pip install 'lth[tensorboard]'" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_executor_flags_are_checked_before_any_work(tmp_path, capsys):
+    cfg, _ = resolve_config(["--executor", "ray", "--executor.cpus_per_task", "2"], "lth run")
+    assert cfg.executor.kind == "ray" and cfg.executor.cpus_per_task == 2 and cfg.executor.threads(cfg.compute) == 2
+    for flags, message in ((["--executor.address", "10.0.0.1:6379"], "joins a Ray cluster: add --executor ray"),
+                           (["--executor=ray", "--executor.gpus_per_task", "1.5"], "whole number of GPUs"),
+                           (["--executor", "ray", "--device", "cuda"], "needs --executor.gpus_per_task > 0")):
+        assert main(["run", *TINY, *flags, "--out", str(tmp_path)]) == 2
+        assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

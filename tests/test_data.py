@@ -16,7 +16,15 @@ import torch
 
 import lth.data as data
 from lth.config import DataConfig
-from lth.data import Batches, DataError, Split, augment_batch, check_available, load_dataset
+from lth.data import (
+    Batches,
+    DataError,
+    Split,
+    augment_batch,
+    check_available,
+    load_dataset,
+)
+from lth.data.locate import SYSTEM_DIRS
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 MNIST_FILES = [
@@ -125,11 +133,9 @@ def test_image_label_count_mismatch(tmp_path):
 
 
 def test_missing_files_name_files_folders_and_fix(tmp_path, monkeypatch):
-    # Where Debian's dataset-fashion-mnist installs, without it (a machine may have the package).
-    import lth.data.locate as locate
-
-    system = tmp_path / "usr-share-datasets" / "fashion-mnist"
-    monkeypatch.setitem(locate.SYSTEM_DIRS, "fashion_mnist", [system])
+    # Where Debian's dataset-fashion-mnist would be; kept empty so the test holds where it is installed.
+    debian = tmp_path / "usr-share-datasets-fashion-mnist"
+    monkeypatch.setitem(SYSTEM_DIRS, "fashion_mnist", [debian])
     for call in (
         lambda: check_available("fashion_mnist", data_dir=tmp_path, download=False),
         lambda: load_dataset("fashion_mnist", data_dir=tmp_path, download=False),
@@ -138,7 +144,7 @@ def test_missing_files_name_files_folders_and_fix(tmp_path, monkeypatch):
             call()
         msg = str(e.value)
         assert "train-images-idx3-ubyte.gz" in msg and "t10k-labels-idx1-ubyte.gz" in msg
-        assert str(tmp_path / "fashion_mnist") in msg and str(system) in msg
+        assert str(tmp_path / "fashion_mnist") in msg and str(debian) in msg
         assert "--data-dir" in msg and "LTH_DATA" in msg
     with pytest.raises(DataError, match="cifar-10-python.tar.gz.*--data-dir"):
         check_available("cifar10", data_dir=tmp_path, download=False)

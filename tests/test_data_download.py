@@ -16,6 +16,7 @@ import pytest
 
 import lth.data.download as dl
 from lth.data import DataError, load_dataset
+from lth.data.locate import SYSTEM_DIRS
 
 FILES = [
     "train-images-idx3-ubyte.gz",
@@ -89,9 +90,7 @@ def test_checksum_mismatch_keeps_nothing(tmp_path, monkeypatch):
 
 
 def test_verified_download_then_load(tmp_path, monkeypatch):
-    import lth.data.locate as locate
-
-    monkeypatch.setitem(locate.SYSTEM_DIRS, "fashion_mnist", [tmp_path / "no-debian-here"])  # not the installed set
+    monkeypatch.setitem(SYSTEM_DIRS, "fashion_mnist", [])  # as on a machine without Debian's copy
     blobs = tiny_mnist_blobs()
     patch_md5(monkeypatch, "fashion_mnist", blobs)
     calls = serve(monkeypatch, blobs)

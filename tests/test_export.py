@@ -12,11 +12,29 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torch.nn.utils import prune as torch_prune
 
-from lth.config import DataConfig, ExperimentConfig, LotteryConfig, ModelConfig, PruneConfig, TrainConfig
+from lth.config import (
+    DataConfig,
+    ExperimentConfig,
+    LotteryConfig,
+    ModelConfig,
+    PruneConfig,
+    TrainConfig,
+)
 from lth.data import DATASETS
-from lth.errors import UserError
-from lth.export import (FORMATS, ExportError, SparseConv, SparseLinear, SparseModel, cli, export_model, export_run,
-                        load_ticket, mask_path, prepare_for_torch_prune)
+from lth.errors import UsageError, UserError
+from lth.export import (
+    FORMATS,
+    ExportError,
+    SparseConv,
+    SparseLinear,
+    SparseModel,
+    cli,
+    export_model,
+    export_run,
+    load_ticket,
+    mask_path,
+    prepare_for_torch_prune,
+)
 from lth.models import build_model
 from lth.prune import Mask, MaskError
 
@@ -119,7 +137,7 @@ def test_cli(run, capsys):
     assert cli([str(run.root), "--level", "1", "--format", "sparse"]) == 0
     out = capsys.readouterr().out
     assert "rep0-level01-ticket-sparse.safetensors" in out and "SparseModel.load" in out
-    with pytest.raises(SystemExit):
+    with pytest.raises(UsageError, match="invalid choice: 'onnx'"):  # one line through `lth`, no usage dump
         cli([str(run.root), "--level", "1", "--format", "onnx"])
 
 
@@ -249,3 +267,14 @@ def test_custom_model_run(tmp_path):
     x = torch.randn(3, 6)
     fresh = nn.Sequential(nn.Linear(6, 5), nn.ReLU(), nn.Linear(5, 3))
     torch.testing.assert_close(SparseModel.load(path, model=fresh)(x), net(x).detach())
+
+
+def test_lth_export_through_the_cli(run, tmp_path, capsys):
+    """`lth export` is a registered subcommand; a level that does not exist is refused with the ones that do."""
+    from lth.cli import main
+
+    out = tmp_path / "ticket.safetensors"
+    assert main(["export", str(run.root), "--level", "1", "--format", "torch-prune", "--out", str(out)]) == 0
+    assert out.exists() and "weight_orig" in "".join(load_file(out))
+    assert main(["export", str(run.root), "--level", "7", "--format", "dense"]) == 2
+    assert "no level 7 (replicate 0); levels: 0, 1" in capsys.readouterr().err

@@ -1,10 +1,7 @@
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -143,54 +140,17 @@ def test_find_tickets_on_a_users_own_model_and_loop(tmp_path):
     assert min(seen[-2:]) >= 0.74  # level 2: 75% of the first layer pruned, masked by lth in every forward
 
 
-def _results(root: Path) -> dict:
-    out = {}
-    for p in sorted(root.rglob("summary.json")):
-        s = json.loads(p.read_text())
-        s.pop("seconds")
-        out[str(p.relative_to(root))] = s
-    for p in sorted(root.rglob("metrics.csv")):
-        out[str(p.relative_to(root))] = p.read_text()
-    for p in sorted(root.rglob("*.safetensors")):
-        out[str(p.relative_to(root))] = p.read_bytes()
-    return out
-
-
 def test_sigkill_mid_level_then_resume_equals_uninterrupted(tiny_cfg, tmp_path):
+    from resume_check import kill_and_resume
+
     cfg = replace(tiny_cfg, model=replace(tiny_cfg.model, hidden=(256, 128), dropout=0.2),
                   train=replace(tiny_cfg.train, budget="600it", eval_every="10it"),
                   lottery=replace(tiny_cfg.lottery, levels=2), checkpoint_seconds=0.0)
-    config_file = tmp_path / "cfg.json"
-    d = asdict(cfg)
-    d.pop("out_dir"), d.pop("preset")
-    config_file.write_text(json.dumps(d))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    cmd = [sys.executable, "-m", "lth.cli", "run", "--quiet", "--config", str(config_file)]
 
-    killed_out = tmp_path / "killed"
-    proc = subprocess.Popen(cmd + ["--out", str(killed_out)], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    # Kill while a level-1 training is partway (its resume state exists, its summary does not).
-    while time.time() < deadline and proc.poll() is None:
-        if list(killed_out.rglob("level01/*/resume.pt")):
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run finished before it could be killed: " + proc.stderr.read().decode()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    [root] = killed_out.iterdir()
-    assert not (root / "rep0/level02/ticket/summary.json").exists()
+    def mid_level(root):  # killed while a level-1 training was partway
+        assert not (root / "rep0/level02/ticket/summary.json").exists()
 
-    assert subprocess.run(cmd + ["--out", str(killed_out)], env=env, capture_output=True).returncode == 0
-    clean_out = tmp_path / "clean"
-    assert subprocess.run(cmd + ["--out", str(clean_out)], env=env, capture_output=True).returncode == 0
-    [clean_root] = clean_out.iterdir()
-    assert clean_root.name == root.name
-    killed, clean = _results(root), _results(clean_root)
-    assert set(killed) == set(clean)
-    for key in clean:
-        assert killed[key] == clean[key], key
+    kill_and_resume("run", cfg, tmp_path, "level01/*/resume.pt", mid_level)
 
 
 def test_more_levels_replicates_or_controls_extend_the_run(tiny_cfg):

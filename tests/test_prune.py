@@ -4,7 +4,15 @@ from torch import nn
 
 from lth.config import ModelConfig, PruneConfig
 from lth.models import build_model
-from lth.prune import Mask, MaskError, PrunePlan, kept_after, pm_schedule, prune, random_mask_like
+from lth.prune import (
+    Mask,
+    MaskError,
+    PrunePlan,
+    kept_after,
+    pm_schedule,
+    prune,
+    random_mask_like,
+)
 
 # Frankle & Carbin: LeNet-300-100, layer-wise 20% with the output layer at 10%, rounds 0..18 (facts sheet).
 LENET_PM = [100, 80.04, 64.06, 51.28, 41.05, 32.87, 26.32, 21.07, 16.88, 13.52, 10.83, 8.68, 6.95, 5.57,

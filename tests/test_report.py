@@ -12,8 +12,15 @@ import pytest
 import torch
 from torch import nn
 
+from lth.config import (
+    DataConfig,
+    ExperimentConfig,
+    LotteryConfig,
+    ModelConfig,
+    PruneConfig,
+    TrainConfig,
+)
 from lth.errors import UserError
-from lth.config import DataConfig, ExperimentConfig, LotteryConfig, ModelConfig, PruneConfig, TrainConfig
 from lth.lottery import aggregate, find_tickets, run_imp
 from lth.report import build_report, write_report
 from lth.store import RunStore

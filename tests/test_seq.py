@@ -14,7 +14,14 @@ import lth.data.locate as locate
 from lth.config import DataConfig, ModelConfig, PruneConfig
 from lth.data import DATASETS, DataError, check_available, load, load_dataset
 from lth.data import text as text_data
-from lth.models import build_model, count_weights, initialize, layer_kind, output_name, prunable_names
+from lth.models import (
+    build_model,
+    count_weights,
+    initialize,
+    layer_kind,
+    output_name,
+    prunable_names,
+)
 from lth.prune import Mask, PrunePlan, pm_schedule, prune
 
 VOCAB, STEPS, FEATURES, CLASSES = 23, 12, 5, 10

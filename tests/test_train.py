@@ -9,7 +9,6 @@ from lth.train import Hooks, to_iterations, train
 from lth.train.checkpoint import load_state
 from lth.train.optim import lr_factor
 
-
 CFG = TrainConfig(optimizer="adam", lr=3e-3, batch_size=50, budget="100it", eval_every="25it")
 
 

@@ -13,36 +13,40 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
+import warnings
 from dataclasses import fields, replace
+from functools import partial
 from pathlib import Path
 
 from lth.config import RunConfig, format_config, from_dict, load_file, to_dict
-from lth.errors import UserError
+from lth.errors import ArgumentParser, ConfigError, UsageError, UserError
 
 DEFAULT_PRESET = "mnist1d_mlp"
 
-TOOLS = """  lth sweep --grid KEY=V1,V2 ... [--experiment imp] [--preset NAME] [flags]
-                                      one run per combination, then one report comparing them
-  lth show RUN [--json]               reprint a run's results from its folder
-  lth report RUN [RUN ...] [--out D]  figures, tables and an HTML report
-  lth export RUN --level L --format F  a ticket as dense/torch-prune/sparse weights for other tools
-  lth presets                         the papers' experiments, by name
-  lth models                          registered models, datasets and pruning criteria"""
+TOOLS = [
+    ("lth sweep --grid KEY=V1,V2 ... [flags]", "one run per combination (--experiment NAME, default imp), one report"),
+    ("lth show RUN [--json]", "reprint a run's results from its folder"),
+    ("lth report RUN [RUN ...] [--out D]", "figures, tables and an HTML report"),
+    ("lth export RUN --level L --format F", "a ticket as dense/torch-prune/sparse weights for other tools"),
+    ("lth presets", "the papers' experiments, by name"),
+    ("lth models", "registered models, datasets and pruning criteria"),
+]
 
 
 def epilog() -> str:
     from lth.experiments import EXPERIMENTS
 
-    lines = []
-    for e in EXPERIMENTS.values():
-        cmd = (e.commands or (e.name,))[0]
+    def usage(e) -> str:
         args = "".join(f" {p.rsplit('.', 1)[-1].upper()}" for p in e.positional)  # `lth instability SOURCE`
-        usage = f"  lth {cmd}{args} " + ("[flags]" if args else "[--preset NAME] [flags]")
-        lines.append(usage.ljust(38) + e.help if len(usage) < 38 else f"{usage}\n{'':38}{e.help}")
-    return ("commands:\n" + "\n".join(lines) + "\n" + TOOLS
-            + "\nEvery config field is a flag: `lth run --help` lists them.")
+        return f"lth {(e.commands or (e.name,))[0]}{args} " + ("[flags]" if args else "[--preset NAME] [flags]")
+
+    usages = [(usage(e), e.help) for e in EXPERIMENTS.values()] + TOOLS
+    width = max(len(u) for u, _ in usages) + 2
+    lines = ["  " + u.ljust(width) + text for u, text in usages]
+    return "commands:\n" + "\n".join(lines) + "\nEvery config field is a flag: `lth run --help` lists them."
 
 
 EXTRA_HELP = """lth-specific options (before the config flags below):
@@ -52,11 +56,15 @@ EXTRA_HELP = """lth-specific options (before the config flags below):
   --out DIR         folder for run folders (same as --out_dir; default runs)
   --quiet           no progress bars
   --no-report       do not write the run's report at the end (write it later with `lth report RUN`)
+  --executor ray    run the trainings as Ray tasks, everything ready at once (= --executor.kind ray;
+                    --executor.address HOST:PORT joins a cluster; needs pip install 'lth[ray]')
+  --log tensorboard also write TensorBoard event files (needs pip install 'lth[tensorboard]')
+Under `torchrun --nproc_per_node N -m lth ...` every training is split over the N processes (data-parallel).
 """
 
 
 def _experiment_parser(prog: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, add_help=False)
+    p = ArgumentParser(prog=prog, add_help=False)
     p.add_argument("--preset", default=None)
     p.add_argument("--config", default=None)
     p.add_argument("--data-dir", default=None)
@@ -75,29 +83,94 @@ def as_config(cfg: RunConfig, cls: type[RunConfig]) -> RunConfig:
     return from_dict(cls, {k: v for k, v in to_dict(cfg).items() if k in names}, base=cls())
 
 
-def resolve_config(argv: list[str], prog: str,
-                   cls: type[RunConfig] | None = None) -> tuple[RunConfig, argparse.Namespace]:
+def resolve_config(argv: list[str], prog: str, cls: type[RunConfig] | None = None,
+                   default_preset: str | None = None) -> tuple[RunConfig, argparse.Namespace]:
     """Preset, then file, then flags: the resolved config of experiment class `cls` (default: IMP's)."""
-    import tyro
-
     from lth import presets
     from lth.config import ImpConfig
 
     cls = cls or ImpConfig
-    opts, rest = _experiment_parser(prog).parse_known_args(argv)
-    cfg = as_config(presets.get(opts.preset or DEFAULT_PRESET), cls)
+    opts, rest = _experiment_parser(prog).parse_known_args(executor_shorthand(argv))
+    name = opts.preset or default_preset or DEFAULT_PRESET
+    preset = presets.get(name)
+    if isinstance(preset, RunConfig) != issubclass(cls, RunConfig):  # e.g. `lth run --preset ppo_cartpole`
+        from lth.experiments import EXPERIMENTS
+
+        owner = next(((e.commands or (e.name,))[0] for e in EXPERIMENTS.values() if e.config is type(preset)), "?")
+        raise ConfigError(f"preset {name!r} is for `lth {owner}`, not `{prog}`: run `lth {owner} --preset {name}`")
+    cfg = as_config(preset, cls)
     if opts.config:
-        cfg = from_dict(cls, load_file(opts.config), base=cfg)
-    if opts.data_dir:
+        try:
+            cfg = from_dict(cls, load_file(opts.config), base=cfg)
+        except ConfigError as e:
+            raise ConfigError(str(e) if opts.config in str(e) else f"config file {opts.config}: {e}") from None
+    if opts.data_dir and hasattr(cfg, "data"):
         cfg = replace(cfg, data=replace(cfg.data, data_dir=opts.data_dir))
     if opts.out:
         cfg = replace(cfg, out_dir=opts.out)
     if opts.help:
-        print(EXTRA_HELP.format(default=DEFAULT_PRESET))
+        print(EXTRA_HELP.format(default=default_preset or DEFAULT_PRESET))
         rest = ["--help"]
-    cfg = tyro.cli(cls, default=cfg, args=rest, prog=prog, use_underscores=True,
-                   config=(tyro.conf.FlagConversionOff,))
+    cfg = _tyro_cli(cls, cfg, rest, prog)
     return cfg, opts
+
+
+def _tyro_cli(cls: type[RunConfig], default: RunConfig, args: list[str], prog: str) -> RunConfig:
+    """tyro.cli, with its boxed error message turned into a UsageError (one line)."""
+    import contextlib
+    import io
+
+    import tyro
+
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            cfg = tyro.cli(cls, default=default, args=args, prog=prog, use_underscores=True,
+                           config=(tyro.conf.FlagConversionOff,))
+    except SystemExit as e:
+        if e.code not in (0, None):
+            raise UsageError(f"{_unbox(err.getvalue()) or 'the options do not parse'} (`{prog} --help` lists the "
+                             "flags)") from None
+        sys.stderr.write(err.getvalue())
+        raise
+    sys.stderr.write(err.getvalue())
+    return cfg
+
+
+def _unbox(text: str) -> str:
+    """The message in tyro's error box, in one line. The box is drawn with ─│╭╮╰╯ (the title in its top
+    border) or, when stdout is not UTF-8, as a title line and rules of `-`; rules separate its parts, and the
+    first part after the title says what is wrong."""
+    import re
+
+    titled = False
+    parts: list[list[str]] = [[]]
+    for line in re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines():
+        line = line.strip()
+        if line.startswith(("╭", "╰")):
+            titled = True
+            continue
+        line = line.strip("│|").strip()
+        if line and set(line) <= {"─", "-"}:
+            parts.append([])
+        elif line:
+            parts[-1].append(line)
+    message = parts[0] if titled or len(parts) == 1 else parts[1]
+    return " ".join(message)
+
+
+def executor_shorthand(argv: list[str]) -> list[str]:
+    """`--executor ray` (or `--executor=ray`) is `--executor.kind ray`."""
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--executor" and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            out += ["--executor.kind", argv[i + 1]]
+            i += 2
+            continue
+        out.append("--executor.kind=" + token.split("=", 1)[1] if token.startswith("--executor=") else token)
+        i += 1
+    return out
 
 
 def _field_type(cls: type, dotted: str):
@@ -164,23 +237,60 @@ def _finish(experiment, stores: list, opts, out: Path | None = None) -> None:
 
 
 def _sweep(experiment, base, grid: dict[str, list], opts) -> int:
-    """One run per combination of the grid's values (each resumable, finished ones skipped), then one report."""
+    """One run per combination of the grid's values (each resumable, finished ones skipped), then one report.
+    With `--executor ray` the runs share one Ray connection and go side by side; each run's output is
+    printed once it has finished, in the grid's order."""
     import hashlib
     import itertools
 
     from lth.config import override
-    from lth.experiments import launch
 
     keys = list(grid)
-    configs = [override(base, dict(zip(keys, combo))) for combo in itertools.product(*(grid[k] for k in keys))]
+    combos = list(itertools.product(*(grid[k] for k in keys)))
+    configs = [override(base, dict(zip(keys, combo))) for combo in combos]
     print(format_config(base) + f"\n\nsweep over {', '.join(keys)}: {len(configs)} runs\n")
-    stores = []
-    for i, cfg in enumerate(configs):
-        print(f"[{i + 1}/{len(configs)}] " + ", ".join(f"{k}={v}" for k, v in zip(keys, map(str, combo_of(cfg, keys)))))
-        stores.append(launch(cfg, progress=False if opts.quiet else None))
+    titles = [f"[{i + 1}/{len(configs)}] " + ", ".join(f"{k}={v}" for k, v in zip(keys, map(str, combo_of(cfg, keys))))
+              for i, cfg in enumerate(configs)]
+    progress = False if opts.quiet else None
+    if base.executor.kind == "ray":
+        stores = _sweep_on_ray(configs, titles, progress)
+    else:
+        from lth.experiments import launch
+
+        stores = []
+        for title, cfg in zip(titles, configs):
+            print(title)
+            stores.append(launch(cfg, progress=progress))
     tag = hashlib.sha256(" ".join(sorted(s.root.name for s in stores)).encode()).hexdigest()[:8]
     _finish(experiment, stores, opts, Path(base.out_dir) / f"sweep-{base.preset or experiment.name}-{tag}")
     return 0
+
+
+def _sweep_on_ray(configs: list, titles: list[str], progress: bool | None) -> list:
+    """Every run of a sweep at once through one RayExecutor (a thread per run waits on its own levels)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lth.executors.ray import RayExecutor
+    from lth.experiments import launch
+    from lth.validate import preflight
+
+    for cfg in configs:  # refuse a bad combination before any run starts
+        preflight(cfg)
+    executor = RayExecutor(configs[0].executor, compute=configs[0].compute, device=configs[0].device,
+                           progress=progress)
+    logs: list[list[str]] = [[] for _ in configs]
+    pool = ThreadPoolExecutor(max_workers=len(configs))
+    try:
+        futures = [pool.submit(launch, cfg, progress=progress, log=logs[i].append, executor=executor)
+                   for i, cfg in enumerate(configs)]
+        stores = []
+        for title, log, future in zip(titles, logs, futures):
+            stores.append(future.result())
+            print("\n".join([title, *log]))
+    finally:
+        executor.close()  # first: after an error or Ctrl-C, this also ends the other runs' waits
+        pool.shutdown(wait=True, cancel_futures=True)
+    return stores
 
 
 def combo_of(cfg, keys: list[str]) -> list:
@@ -206,7 +316,7 @@ def experiment_command(name: str):
 
         experiment = EXPERIMENTS[name]
         argv, grid = split_sweep_flags(_with_positionals(argv, experiment.positional), experiment.config)
-        cfg, opts = resolve_config(argv, prog, experiment.config)
+        cfg, opts = resolve_config(argv, prog, experiment.config, experiment.default_preset)
         if experiment.resolve is not None:  # e.g. a source run's settings: print what will run
             cfg = experiment.resolve(cfg)
         if grid:
@@ -225,7 +335,7 @@ def cmd_sweep(argv: list[str], prog: str) -> int:
     from lth.errors import ConfigError
     from lth.experiments import EXPERIMENTS
 
-    p = argparse.ArgumentParser(prog=prog, add_help=False)
+    p = ArgumentParser(prog=prog, add_help=False)
     p.add_argument("--grid", nargs="+", default=[])
     p.add_argument("--experiment", default="imp")
     opts, rest = p.parse_known_args(argv)
@@ -243,7 +353,7 @@ def cmd_sweep(argv: list[str], prog: str) -> int:
         grid[key] = _grid_values(values.split(","))
     if not grid and "-h" not in rest and "--help" not in rest:
         raise ConfigError("lth sweep needs --grid KEY=V1,V2 ... (e.g. --grid lottery.rewind=0it,500it)")
-    cfg, run_opts = resolve_config(rest, prog, experiment.config)
+    cfg, run_opts = resolve_config(rest, prog, experiment.config, experiment.default_preset)
     return _sweep(experiment, cfg, grid, run_opts)
 
 
@@ -252,7 +362,7 @@ def cmd_show(argv: list[str], prog: str) -> int:
     from lth.experiments.results import aggregate
     from lth.store import RunStore
 
-    p = argparse.ArgumentParser(prog=prog, description="Reprint a run's results from its folder.")
+    p = ArgumentParser(prog=prog, description="Reprint a run's results from its folder.")
     p.add_argument("run", help="a run folder (printed by lth run)")
     p.add_argument("--json", action="store_true", help="print the per-level rows as JSON (see README)")
     args = p.parse_args(argv)
@@ -264,7 +374,7 @@ def cmd_show(argv: list[str], prog: str) -> int:
                           "levels": aggregate(store.summaries())}, indent=1))
         return 0
     experiment = EXPERIMENTS.get(record["experiment"])
-    print(f"run {store.root} ({config.get('preset') or config['model']['name']})")
+    print(f"run {store.root} ({config.get('preset') or config.get('model', {}).get('name', record['experiment'])})")
     if experiment is None or experiment.show is None:
         from lth.experiments.results import format_table
 
@@ -278,7 +388,7 @@ def cmd_show(argv: list[str], prog: str) -> int:
 def cmd_report(argv: list[str], prog: str) -> int:
     from lth.report import write_report
 
-    p = argparse.ArgumentParser(prog=prog, description="Figures, tables and a self-contained HTML report.")
+    p = ArgumentParser(prog=prog, description="Figures, tables and a self-contained HTML report.")
     p.add_argument("runs", nargs="+", help="run folders")
     p.add_argument("--out", default=None, help="output folder (default: <run>/report)")
     args = p.parse_args(argv)
@@ -296,7 +406,7 @@ def cmd_export(argv: list[str], prog: str) -> int:
 def cmd_presets(argv: list[str], prog: str) -> int:
     from lth.presets import PRESETS, describe
 
-    argparse.ArgumentParser(prog=prog, description="The papers' experiments, by name.").parse_args(argv)
+    ArgumentParser(prog=prog, description="The papers' experiments, by name.").parse_args(argv)
     width = max(map(len, PRESETS))
     for name, preset in PRESETS.items():
         print(f"{name.ljust(width)}  {describe(name)}")
@@ -305,7 +415,7 @@ def cmd_presets(argv: list[str], prog: str) -> int:
 
 
 def cmd_models(argv: list[str], prog: str) -> int:
-    argparse.ArgumentParser(prog=prog, description="Registered models, datasets and pruning criteria.").parse_args(argv)
+    ArgumentParser(prog=prog, description="Registered models, datasets and pruning criteria.").parse_args(argv)
     from lth.data import DATASETS
     from lth.models import MODELS
     from lth.prune import CRITERIA
@@ -344,16 +454,42 @@ def main(argv: list[str] | None = None) -> int:
     command, rest = argv[0], argv[1:]
     table = commands()
     if command not in table:
-        print(f"lth: unknown command {command!r}\n\n{epilog()}", file=sys.stderr)
+        print(f"lth: error: unknown command {command!r}; the commands are {', '.join(table)} (`lth --help` says "
+              "what each does)", file=sys.stderr)
         return 2
-    try:
-        return table[command](rest, f"lth {command}")
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished trainings are kept; run the same command again to resume", file=sys.stderr)
-        return 130
-    except UserError as e:
-        print(f"lth {command}: error: {e}", file=sys.stderr)
-        return 2
+    ranks = int(os.environ.get("WORLD_SIZE", "1") or 1)  # torchrun: rank 0 runs the command, the others serve
+    if ranks > 1:
+        from lth.executors import distributed
+
+        distributed.init_from_env()
+        if distributed.rank() != 0:
+            distributed.serve()
+            return 0
+    with warnings.catch_warnings():
+        warnings.showwarning = partial(_show_warning, f"lth {command}")
+        try:
+            code = table[command](rest, f"lth {command}")
+        except KeyboardInterrupt:
+            print("\ninterrupted: finished trainings are kept; run the same command again to resume",
+                  file=sys.stderr)
+            return 130
+        except UserError as e:
+            # Under torchrun the other ranks may be inside a training's collective: rank 0's exit makes torchrun
+            # end them, where a message to stop could wait forever.
+            print(f"lth {command}: error: {_one_line(str(e))}", file=sys.stderr)
+            return 2
+    if ranks > 1:
+        distributed.stop_serving()
+    return code
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _show_warning(prog: str, message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line, `lth run: warning: ...`, instead of Python's file:line header and source line."""
+    print(f"{prog}: warning: {_one_line(str(message))}", file=file or sys.stderr)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,8 @@ still works.
 
 from __future__ import annotations
 
+import argparse
+
 
 class UserError(Exception):
     """A problem the user can fix; the message names the problem and the fix."""
@@ -31,3 +33,20 @@ class OutputFolderError(UserError, PermissionError):
 
 class DiskFullError(UserError, OSError):
     """The disk filled up while lth was writing; finished work is kept and rerunning resumes."""
+
+
+class BusyMachineWarning(UserWarning):
+    """The CPU is already busy when training starts: it will be slower than on a quiet machine (results are
+    unaffected)."""
+
+
+class UsageError(ConfigError):
+    """A command line that does not parse: an unknown option, a missing or malformed value."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse, with its errors raised as a UsageError (the CLI prints it in one line) instead of printing the
+    usage and exiting."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (`{self.prog} --help` lists the options)")

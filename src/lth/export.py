@@ -23,7 +23,6 @@ network, or one pruned with torch's API: see `Mask.from_module`). `cli` is `lth 
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
@@ -36,7 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lth.errors import UserError
+from lth.errors import ArgumentParser, UserError
+from lth.fileio import refuse_link
 from lth.prune.mask import Mask
 
 FORMATS = ("dense", "torch-prune", "sparse")
@@ -78,13 +78,14 @@ def _final_weights(store, replicate: int, level: int, branch: str) -> Path:
 
 
 def _run_mask(store, replicate: int, level: int, branch: str, state: Mapping[str, torch.Tensor],
-              model: nn.Module | None, config: dict[str, Any]) -> Mask:
+              model: nn.Module | None, config: dict[str, Any], place: dict[str, Any]) -> Mask:
     """The mask the branch trained under: its own (random_prune), the level's, or none (a dense training)."""
     from lth.store import Unit
 
-    for path in (store.unit_mask_path(Unit(replicate, level, branch)), store.mask_path(replicate, level)):
+    for path, where in ((store.unit_mask_path(Unit(replicate, level, branch)), {"branch": branch}),
+                        (store.mask_path(replicate, level), {})):
         if path.exists():
-            mask = Mask.load(path)
+            mask = Mask.load(path, place={**place, "file": "mask", **where})
             break
     else:
         # No mask file: a dense training (`lth train`), nothing pruned. Only lth's own models get here.
@@ -118,16 +119,21 @@ def _read_run(run, level: int, branch: str, replicate: int, model: nn.Module | N
     store = RunStore.open(run)
     config = store.config()
     final = _final_weights(store, replicate, level, branch)
-    name = config["model"]["name"]
+    # A run without a model section (an agent of `lth rl`) holds a network lth's model registry cannot build:
+    # like a find_tickets run, it exports from the files, or from an instance the caller passes.
+    described = config.get("model") or {k: config[k] for k in ("env", "agent") if k in config}
+    name = config["model"]["name"] if "model" in config else f"custom:{store.experiment()}"
     if model is None and need_model:
         if name.startswith("custom:"):
             raise ExportError(f"run {store.root} holds your own model ({name}, from find_tickets), which lth cannot "
                               "build from the run folder; pass an instance of it (model=YourNet()) in Python, or "
                               "export with --format dense or torch-prune, which need only the files")
         model = _registered_model(config)
-    state = load_weights(final)
-    mask = _run_mask(store, replicate, level, branch, state, model, config)
-    meta = {"source": str(store.unit_dir(Unit(replicate, level, branch))), "model": json.dumps(config["model"])}
+    # Where the files belong, as the experiment recorded it in them: a file copied from elsewhere is refused.
+    place = {"run": store.record()["hash"], "replicate": replicate, "level": level}
+    state = load_weights(final, place={**place, "file": "final", "branch": branch})
+    mask = _run_mask(store, replicate, level, branch, state, model, config, place)
+    meta = {"source": str(store.unit_dir(Unit(replicate, level, branch))), "model": json.dumps(described)}
     if not name.startswith("custom:"):
         from lth.data import DATASETS
 
@@ -225,6 +231,8 @@ def export_run(run: str | Path, level: int, branch: str = "ticket", fmt: str = "
     state, mask, model, meta = _read_run(run, level, branch, replicate, model, need_model=fmt == "sparse")
     if fmt == "sparse":
         _check_sparse_layers(model, mask)
+    if out is None:  # inside the run folder, which may be shared: never through a planted link
+        refuse_link(Path(run) / "export")
     path = _out_path(out, Path(run) / "export", f"rep{replicate}-level{level:02d}-{branch}-{fmt}")
     return _write(fmt, state, mask, path, meta)
 
@@ -434,7 +442,7 @@ LOAD_HINTS = {
 
 def cli(argv: list[str]) -> int:
     """`lth export RUN --level L [--branch ticket] [--replicate 0] --format dense|torch-prune|sparse [--out PATH]`"""
-    p = argparse.ArgumentParser(prog="lth export", description="Write a trained ticket of a run in a format other "
+    p = ArgumentParser(prog="lth export", description="Write a trained ticket of a run in a format other "
                                 "tools read (see the Export section of the README).")
     p.add_argument("run", help="a run folder (printed by lth run)")
     p.add_argument("--level", type=int, required=True, help="the pruning level (0: the dense network)")
@@ -463,6 +471,6 @@ if __name__ == "__main__":
 
     try:
         sys.exit(cli(sys.argv[1:]))
-    except (ExportError, FileNotFoundError) as e:
+    except (UserError, FileNotFoundError) as e:
         print(f"lth export: error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -12,6 +12,7 @@ Layout of a run folder::
       rep0/level03/mask.safetensors (+ .json)      the level's mask
       rep0/level03/ticket/     metrics.csv, summary.json, final.safetensors, resume.pt while training
       rep0/level03/reinit/     ... one folder per branch (a control's own mask, if it has one, is here)
+      tensorboard/             with --log tensorboard: a copy of the curves for TensorBoard (lth.tracking)
 
 A training is finished exactly when its summary.json exists: it is written last, atomically, so a kill at
 any moment leaves either a finished training or one that resumes from resume.pt. Every file is written
@@ -34,9 +35,11 @@ from lth.config import config_hash, experiment_name, legacy_hash, to_dict
 from lth.errors import OutputFolderError, RunFolderError, RunLockedError
 from lth.fileio import (
     damaged,
+    disk_full,
     read_json,
     read_text,
     refuse_link,
+    umask_mode,
     write_json,
     write_text,
 )
@@ -53,19 +56,26 @@ _UNIT_DIR = re.compile(r"^rep(\d+)/level(\d+)/([A-Za-z0-9_]+)$")
 
 def run_name(cfg: Any, mode: str | None = None, hash_: str | None = None) -> str:
     """`<preset or model_dataset>-<mode>-<hash>`, e.g. `mnist1d_mlp-imp-1a2b3c4d`."""
-    base = cfg.preset or f"{cfg.model.name}_{cfg.data.dataset}"
+    base = cfg.preset or (cfg.base_name() if hasattr(cfg, "base_name") else f"{cfg.model.name}_{cfg.data.dataset}")
     mode = mode or cfg.folder_mode()
     return re.sub(r"[^A-Za-z0-9_.-]", "_", f"{base}-{mode}-{hash_ or config_hash(cfg)}")
+
+
+def _same(a: float, b: float) -> bool:
+    return a == b or (a != a and b != b)  # NaN (a diverged training) equals NaN here
 
 
 def check_writable(folder: Path) -> None:
     """Fail before any training if runs cannot be written where asked."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / f".write-test-{os.getpid()}"
-        probe.write_text("")
+        # A fresh name, created exclusively: a link planted in a shared folder is never followed.
+        probe = folder / f".write-test-{os.getpid()}-{os.urandom(4).hex()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600))
         probe.unlink()
     except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise disk_full(folder) from None
         raise OutputFolderError(f"cannot write run folders to {folder}: {e.strerror}. "
                                 "Choose another folder with --out DIR") from None
 
@@ -88,6 +98,10 @@ class RunStore:
         self.root = Path(root)
         self._lock_fd: int | None = None
         self._record: dict[str, Any] | None = None
+
+    def __getstate__(self) -> dict:
+        """A store sent to a worker process (Ray): its absolute path, without this process's lock."""
+        return {**self.__dict__, "root": self.root.absolute(), "_lock_fd": None}
 
     # -- opening -----------------------------------------------------------------------------------
     @classmethod
@@ -160,6 +174,10 @@ class RunStore:
     def config(self) -> dict[str, Any]:
         return self.record()["config"]
 
+    def loggers(self) -> list[str]:
+        """The trackers (`--log`) the latest request of this run asked for."""
+        return list((self._record or self.record())["config"].get("log") or [])
+
     def experiment(self) -> str:
         return self.record()["experiment"]
 
@@ -170,7 +188,7 @@ class RunStore:
         path = self.root / ".lock"
         refuse_link(path)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), umask_mode())
         except OSError as e:
             if e.errno == errno.ELOOP:
                 refuse_link(path)
@@ -184,11 +202,31 @@ class RunStore:
                 raise RunLockedError(f"run folder {self.root} is in use by {holder}; wait for it to finish "
                                      "(it resumes cleanly) or run with another --out") from None
             raise
-        os.ftruncate(fd, 0)
-        os.write(fd, f"process {os.getpid()}".encode())
         self._lock_fd = fd
-        if self._record is not None:
-            write_json(self.root / "config.json", self._record)
+        try:  # who holds it, for the message above; informative only (a full disk must not stop here)
+            os.ftruncate(fd, 0)
+            os.write(fd, f"process {os.getpid()}".encode())
+        except OSError:
+            pass
+        try:
+            self.refuse_links()
+            if self._record is not None:
+                # The thread count the run's trainings have used so far is kept (see note_threads).
+                old = self.record() if (self.root / "config.json").exists() else {}
+                write_json(self.root / "config.json",
+                           {**self._record, **({"threads": old["threads"]} if "threads" in old else {})})
+        except BaseException:
+            self.unlock()
+            raise
+
+    def refuse_links(self) -> None:
+        """Refuse a run folder that holds a symbolic link anywhere inside it: lth writes into every folder of a
+        run, and a link planted there (in a shared folder, or a run received from someone) would make it write
+        elsewhere. Checked once, when a process takes the folder over."""
+        for folder, dirs, files in os.walk(self.root):
+            for name in dirs + files:
+                if os.path.islink(os.path.join(folder, name)):
+                    refuse_link(Path(folder) / name)
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -201,6 +239,20 @@ class RunStore:
 
     def __exit__(self, *exc) -> None:
         self.unlock()
+
+    # -- the CPU thread count: the matrix kernels may round differently with another one ------------
+    def note_threads(self, threads: int) -> int | None:
+        """Record in config.json the CPU thread count the run's trainings use, the first time any trains.
+        Returns the recorded count when it differs from `threads` and trainings were already made with it,
+        i.e. when this process would continue the run with another count (None otherwise)."""
+        record = self.record()
+        recorded = record.get("threads")
+        if recorded == threads:
+            return None
+        if recorded is not None and self.units():
+            return recorded
+        write_json(self.root / "config.json", {**record, "threads": threads})
+        return None
 
     # -- paths -------------------------------------------------------------------------------------
     def rep_dir(self, replicate: int) -> Path:
@@ -266,6 +318,10 @@ class RunStore:
             w.writerows(metrics)
             write_text(d / "metrics.csv", buf.getvalue())
         record = summary.to_dict() if isinstance(summary, Summary) else summary
+        if "tensorboard" in self.loggers():  # a copy for TensorBoard, before the summary marks it finished
+            from lth.tracking import write_tensorboard
+
+            write_tensorboard(self.root / "tensorboard", unit.key, metrics, record)
         write_json(d / "summary.json", record)
         self.resume_path(unit).unlink(missing_ok=True)
 
@@ -308,10 +364,25 @@ class RunStore:
             return []
         fix = f"Delete {path.parent} to retrain that training, or restore the file from a copy of the run."
         rows = list(csv.DictReader(io.StringIO(read_text(path, fix))))
+        # A row cut short (a truncated file) has fewer cells than the header: DictReader fills them with None.
+        if any(None in row or None in row.values() for row in rows):
+            raise damaged(path, "a row has fewer or more cells than the header", fix)
         try:
-            out = [{k: float(v) if v not in ("", None) else None for k, v in row.items()} for row in rows]
+            out = [{k: float(v) if v != "" else None for k, v in row.items()} for row in rows]
         except (TypeError, ValueError):
             raise damaged(path, "a value is not a number", fix) from None
         if not out or "step" not in out[0]:
             raise damaged(path, "no rows or no step column", fix)
+        steps = [r["step"] for r in out]
+        if None in steps or steps != sorted(set(steps)):
+            raise damaged(path, "its steps are not increasing", fix)
+        if self.is_done(unit):  # the training's summary says where its metrics end
+            s = self.summary(unit)
+            if s.iterations is not None and steps[-1] != s.iterations:
+                raise damaged(path, f"it ends at step {steps[-1]:.0f}, but the training ran {s.iterations} "
+                                    "(summary.json)", fix)
+            last = out[-1].get("test_acc")
+            if s.final_test_acc is not None and last is not None and not _same(last, s.final_test_acc):
+                raise damaged(path, f"its last test accuracy {last} is not the final one in summary.json "
+                                    f"({s.final_test_acc})", fix)
         return out

@@ -16,6 +16,10 @@ def preflight(cfg: RunConfig, *, data: bool = True) -> None:
     """Every check that needs neither the data loaded nor a model built; `data=False` for a user's own model
     and loop (find_tickets), which has no registered model or dataset."""
     cfg.check()
+    if "tensorboard" in getattr(cfg, "log", ()):
+        from lth.tracking import require_tensorboard
+
+        require_tensorboard()
     prune = getattr(cfg, "prune", None)
     if prune is not None:
         from lth.prune import get_criterion
@@ -33,5 +37,10 @@ def preflight(cfg: RunConfig, *, data: bool = True) -> None:
         raise ConfigError(f"unknown dataset {cfg.data.dataset!r}; known: {', '.join(DATASETS)}")
     if cfg.model.init not in INITIALIZERS:
         raise ConfigError(f"unknown initializer {cfg.model.init!r}; known: {', '.join(INITIALIZERS)}")
-    resolve_device(cfg.device)
+    if cfg.executor.kind == "ray":  # the device is the workers': checked there
+        from lth.executors.ray import require_ray
+
+        require_ray(local=not cfg.executor.address)
+    else:
+        resolve_device(cfg.device)
     check_available(cfg.data.dataset, cfg.data.data_dir, cfg.data.download)

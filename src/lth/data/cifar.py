@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import pickle
 import tarfile
 import zlib
@@ -14,8 +13,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from lth.errors import UserError
+from lth.fileio import write_bytes
+
 from .core import DataError
-from .locate import search_dirs
+from .locate import is_data_file, search_dirs
 from .registry import DATASETS, normalize_images
 
 
@@ -50,10 +52,10 @@ def find(name: str, data_dir: str | Path | None) -> Path | None:
     dirs = search_dirs(name, data_dir)
     for d in dirs:
         for folder in (d / layout.folder, d):
-            if all((folder / m).is_file() for m in layout.members):
+            if all([is_data_file(folder / m) for m in layout.members]):
                 return folder
     for d in dirs:
-        if (d / layout.archive).is_file():
+        if is_data_file(d / layout.archive):
             return d / layout.archive
     return None
 
@@ -85,13 +87,10 @@ def _read_archive(archive: Path, layout: Layout) -> dict[str, bytes]:
     except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
         raise _damaged(archive, f"cannot read the archive: {e}") from e
     target = archive.parent / layout.folder
-    try:  # a cache only: a read-only folder just means reading the archive again next time
-        target.mkdir(exist_ok=True)
+    try:  # a cache only: a read-only folder or a full disk just means reading the archive again next time
         for m, blob in blobs.items():
-            tmp = target / f".{m}.tmp"
-            tmp.write_bytes(blob)
-            os.replace(tmp, target / m)  # atomic per file: a crash never leaves a half-written batch
-    except OSError:
+            write_bytes(target / m, blob)  # atomic per file: a crash never leaves a half-written batch
+    except (OSError, UserError):
         pass
     return blobs
 

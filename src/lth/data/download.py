@@ -5,6 +5,7 @@ Tests replace `urlopen` in this module (and entries of RESOURCES) to exercise ev
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.error import URLError
 from urllib.request import Request, urlopen
+
+from lth.fileio import disk_full, umask_mode
 
 from .core import DATA_DIR_HINT, DataError
 
@@ -96,6 +99,8 @@ def download(name: str, filenames: list[str], folder: Path) -> None:
             try:
                 tmp, md5 = _fetch_to(url, folder)
             except (URLError, OSError, ValueError, http.client.HTTPException) as e:  # offline, 404, cut
+                if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT):  # no other mirror helps with that
+                    raise disk_full(folder / filename) from None
                 problems.append(f"{url}: {getattr(e, 'reason', None) or e}")
                 continue
             if md5 != res.md5:
@@ -103,7 +108,7 @@ def download(name: str, filenames: list[str], folder: Path) -> None:
                 offline = False
                 problems.append(f"{url}: checksum mismatch (md5 {md5}, expected {res.md5})")
                 continue
-            os.chmod(tmp, 0o644)  # mkstemp makes files private; a dataset file should not be
+            os.chmod(tmp, umask_mode())  # mkstemp makes files private; lth's files all get the umask's mode
             os.replace(tmp, folder / filename)
             break
         else:

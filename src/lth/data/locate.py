@@ -45,11 +45,22 @@ def search_dirs(name: str, data_dir: str | Path | None) -> list[Path]:
     return out
 
 
+def is_data_file(path: Path) -> bool:
+    """Whether `path` is a file; something else under a data file's name (a folder, say) is a DataError that
+    names it, where it would otherwise be taken for a missing file and "downloaded" over."""
+    if path.is_file():
+        return True
+    if path.exists():
+        raise DataError(f"{path} is not a file (a folder or something else has the name of a data file). Fix: "
+                        "move it away, and put the file itself there.")
+    return False
+
+
 def find_file(folder: Path, filename: str) -> Path | None:
     """`folder/filename` as given, or its gzipped / un-gzipped twin (`X.gz` and raw `X` both accepted)."""
     base = filename[:-3] if filename.endswith(".gz") else filename
     for candidate in (folder / (base + ".gz"), folder / base):
-        if candidate.is_file():
+        if is_data_file(candidate):
             return candidate
     return None
 

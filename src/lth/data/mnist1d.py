@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import os
+import io
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from lth.errors import UserError
+from lth.fileio import write_bytes
 
 from .core import DataError
 
@@ -58,15 +60,13 @@ def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def _write_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Temp file + rename, so a concurrent reader never sees half a file; a read-only folder is fine."""
+    """Atomically (lth.fileio), so a concurrent reader never sees half a file; a read-only folder or a full
+    disk only means generating the data again next time."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".mnist1d-", suffix=".npz", dir=path.parent)
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; a cache should read like any other file
-        os.replace(tmp, path)
-    except OSError:
+        write_bytes(path, buf.getvalue())
+    except (OSError, UserError):
         pass
 
 

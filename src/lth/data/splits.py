@@ -19,7 +19,7 @@ def train_val_split(x: torch.Tensor, y: torch.Tensor, val_size: int, seed: int) 
     if isinstance(val_size, bool) or not 0 <= size < n:
         raise DataError(
             f"val_size={val_size!r} is invalid for a training set of {n} examples. "
-            f"Fix: choose an integer from 0 to {n - 1} (or leave it unset for the dataset's default)."
+            f"Fix: hold out fewer than {n} examples (--data.val_size; or leave it unset for the dataset's default)."
         )
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     val_idx, _ = perm[:size].sort()

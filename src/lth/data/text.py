@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from .core import DATA_DIR_HINT, DataError, Split
-from .locate import dataset_dir, search_dirs
+from .locate import dataset_dir, is_data_file, search_dirs
 
 CORPUS_FILE = "corpus.txt"
 FORTUNES_MIN = ("fortunes", "literature", "riddles")
@@ -33,9 +33,9 @@ def find_corpus(data_dir: str | Path | None) -> list[Path] | None:
     """The corpus files: in each searched folder (data_dir/chars, Debian's fortunes folder, data_dir), a
     `corpus.txt`, else all of fortunes-min's files."""
     for folder in search_dirs("chars", data_dir):
-        if (folder / CORPUS_FILE).is_file():
+        if is_data_file(folder / CORPUS_FILE):
             return [folder / CORPUS_FILE]
-        if all((folder / f).is_file() for f in FORTUNES_MIN):
+        if all([is_data_file(folder / f) for f in FORTUNES_MIN]):
             return [folder / f for f in FORTUNES_MIN]
     return None
 

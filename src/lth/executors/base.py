@@ -38,7 +38,8 @@ class TrainJob:
     resume_path: Path | None = None
     checkpoint_seconds: float = 30.0
     train_fn: Callable[..., Any] | None = None
-    """A user's own training loop, train_fn(model, mask) -> dict of numbers, instead of lth's."""
+    """A user's own training loop, train_fn(model, mask[, loop]) -> dict of numbers, instead of lth's
+    (lth.executors.function: `loop` is its Loop; `start_step`, `save_at` and `resume_path` reach it there)."""
     stepper: Callable[..., Any] | None = None
     """stepper(model, train_cfg, mask, device=, compute=) -> a Stepper (lth.train.stepper) for jobs that train
     differently (a learned mask, gradual pruning); None: the executor picks the chain, module or vmap stepper.
@@ -77,3 +78,18 @@ class Executor(Protocol):
     def dataset(self, cfg: DataConfig) -> Any:
         """The dataset its trainings use for `cfg` (experiments read shapes and sizes from it)."""
         ...
+
+
+_DATASETS: dict[tuple[Any, str], Any] = {}
+
+
+def process_dataset(cfg: DataConfig, device: Any = "cpu") -> Any:
+    """`cfg`'s dataset, loaded once per process: the tasks a worker process runs one after another (Ray)
+    share it instead of reloading it, and none of it travels with a task."""
+    key = (cfg, str(device))
+    if key not in _DATASETS:
+        from lth.data import load
+
+        _DATASETS[key] = load(cfg, device=device)
+    return _DATASETS[key]
+

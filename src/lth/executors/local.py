@@ -7,14 +7,12 @@ reach the trainer at once and can share a batched pass where `--compute.batch` a
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from lth.config import ComputeConfig
-from lth.errors import UserError
 from lth.executors.base import Handle, JobResult, TrainJob
 
 
@@ -25,6 +23,8 @@ class LocalExecutor:
         self.datasets: dict[Any, Any] = dict(datasets or {})
         if compute.threads:
             torch.set_num_threads(compute.threads)
+        if device.type == "cpu":
+            warn_if_busy()
 
     # -- the graph ---------------------------------------------------------------------------------
     def submit(self, fn: Callable[..., Any], *args: Any) -> Handle:
@@ -84,6 +84,8 @@ class LocalExecutor:
             if job is None:
                 continue
             if job.train_fn is not None:
+                from lth.executors.function import run_function_job
+
                 results[i] = run_function_job(job)
             else:
                 lth_jobs.append(i)
@@ -129,32 +131,27 @@ class LocalExecutor:
         return results
 
 
+def warn_if_busy() -> None:
+    """Warn when the CPU is already busy as trainings start: the 1-minute load average is at least the number
+    of cores. One read of the load average, never fatal."""
+    import os
+    import warnings
+
+    from lth.errors import BusyMachineWarning
+
+    try:
+        load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    except (AttributeError, OSError):  # no load average on this system
+        return
+    if load >= cores:
+        warnings.warn(f"the machine is busy (1-minute load average {load:.1f} on {cores} cores): training will "
+                      "share the CPU and take longer than on a quiet machine (its results are the same); "
+                      "--compute.threads N sets how many threads it uses.", BusyMachineWarning, stacklevel=3)
+
+
 def build_start(job: TrainJob, device: torch.device | None = None):
     """The job's network holding its starting weights."""
     model = job.build()
     if job.start is not None:
         model.load_state_dict(job.start)
     return model.to(device) if device is not None else model
-
-
-def run_function_job(job: TrainJob) -> JobResult:
-    """A user's own training loop: lth re-applies the mask before every forward pass, so any loop keeps the
-    pruned weights at zero, and reads back the numbers the function returns."""
-    model = build_start(job)
-    mask = job.mask
-    mask.apply_(model)
-    handle = model.register_forward_pre_hook(lambda module, args: mask.apply_(module))
-    t0 = time.perf_counter()
-    try:
-        out = job.train_fn(model, mask)
-    finally:
-        handle.remove()
-    mask.apply_(model)
-    if out is None:
-        out = {}
-    if not isinstance(out, dict):
-        raise UserError(f"train_fn must return a dict of numbers such as {{'test_acc': 0.97}} (or None), got "
-                        f"{type(out).__name__}: {out!r:.80}")
-    summary = {k: float(v) for k, v in out.items()
-               if isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)}
-    return JobResult([], summary, time.perf_counter() - t0, model.state_dict())

@@ -1,8 +1,8 @@
-"""The experiments registry: `imp` (`lth run`) and `train` (`lth train`) first; each experiment is one
+"""The experiments registry: `imp` (`lth run`), `train` (`lth train`) and `rl` (`lth rl`) first; each experiment is one
 module here plus its import line below. `launch(cfg)` runs any of them."""
 
 # The built-in experiments: importing a module registers its experiment.
-from lth.experiments import imp, train  # noqa: E402,F401
+from lth.experiments import imp, prune_at_init, rl, supermask, train  # noqa: E402,F401
 from lth.experiments.base import (
            EXPERIMENTS,
            Experiment,

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lth.config import ImpConfig, _extent, _local
+from lth.config import ImpConfig
+from lth.config.fields import _extent, _local
 from lth.errors import ConfigError
 from lth.experiments.base import Experiment, register
 from lth.names import DENSE, TICKET

@@ -23,7 +23,14 @@ from typing import Any
 
 from lth.config import ImpConfig, LotteryConfig, PruneConfig
 from lth.errors import ConfigError, RunFolderError
-from lth.experiments.base import Experiment, launch, register
+from lth.experiments.base import (
+    Experiment,
+    criterion_batches,
+    draw_init,
+    init_state,
+    launch,
+    register,
+)
 from lth.names import RANDOM_PRUNE, TICKET, is_reinit, reinit_branch
 from lth.seeds import seed_for
 
@@ -98,11 +105,18 @@ def rewind_step(cfg: ImpConfig, data) -> int:
     return k
 
 
+PROVIDES = frozenset({"initial", "build", "batches", "input_shape", "plan", "counts"})
+"""What IMP's criterion context holds (beyond weights, mask, names, generator); find_tickets has no data."""
+
+
 def check(cfg: ImpConfig, data) -> None:
-    """What needs the data and the model: the rewind step, the pruning plan, the levels."""
+    """What needs the data and the model: the rewind step, the pruning plan, the levels, the criterion."""
+    from lth.prune import check_criterion
+
     rewind_step(cfg, data)
     template = ModelBuilder.for_data(cfg.model, data)(cfg.seed)
     schedule_of(cfg, _plan(cfg, template))
+    check_criterion(cfg.prune.criterion, PROVIDES, strategy=cfg.prune.strategy, where="IMP")
 
 
 class Imp:
@@ -112,10 +126,30 @@ class Imp:
     def __init__(self, cfg: ImpConfig, store, build: Callable[[int], Any], k: int, *,
                  train_fn: Callable | None = None, data=None):
         self.cfg, self.store, self.build, self.k = cfg, store, build, k
-        self.train_fn, self.data = train_fn, data
+        self.train_fn, self._data, self._has_data = train_fn, data, data is not None
         self.plan = _plan(cfg, build(cfg.seed))
         self.schedule = schedule_of(cfg, self.plan)
         self._masks: dict[tuple[int, int], Any] = {}
+        self._run = store.record()["hash"]
+
+    def place(self, file: str, replicate: int, level: int | None = None, branch: str | None = None) -> dict:
+        """Where a weights or mask file belongs: recorded in it when written, checked when read back, so that
+        a file copied from another replicate, level, branch or run is refused instead of used."""
+        out = {"run": self._run, "file": file, "replicate": replicate}
+        return {**out, **({"level": level} if level is not None else {}), **({"branch": branch} if branch else {})}
+
+    def __getstate__(self) -> dict:
+        """What travels to a worker process (Ray) with each step: not the dataset, which a worker loads once
+        (on the CPU, for criteria that read batches), nor the masks cached in this process."""
+        return {**self.__dict__, "_data": None, "_masks": {}}
+
+    @property
+    def data(self):
+        if self._data is None and self._has_data:
+            from lth.executors.base import process_dataset
+
+            self._data = process_dataset(self.cfg.data)
+        return self._data
 
     def seed(self, replicate: int) -> int:
         return seed_for("init", self.cfg.seed, replicate)
@@ -128,18 +162,10 @@ class Imp:
     # -- weights the branches start from -----------------------------------------------------------
     def init(self, replicate: int) -> None:
         """θ_0 of the replicate, drawn once and kept in the run folder."""
-        from lth.fileio import save_weights
-
-        path = self.store.init_path(replicate)
-        if not path.exists():
-            save_weights(self.build(self.seed(replicate)), path)
+        draw_init(self.store, self.build, self.seed(replicate), replicate, self.place("init", replicate))
 
     def _init_state(self, replicate: int) -> dict:
-        from lth.fileio import load_weights
-
-        return load_weights(self.store.init_path(replicate),
-                            fix="It is θ_0 of the replicate: without it the run cannot continue; delete the "
-                                f"folder {self.store.rep_dir(replicate)} to start that replicate over.")
+        return init_state(self.store, replicate, self.place("init", replicate))
 
     def _rewind_state(self, replicate: int) -> dict:
         from lth.fileio import load_weights
@@ -160,15 +186,16 @@ class Imp:
             return self._masks[replicate, level]
         path = self.store.mask_path(replicate, level)
         template = self.build(self.seed(replicate))
+        place = self.place("mask", replicate, level)
         if path.exists():
-            mask = Mask.load(path, template)
+            mask = Mask.load(path, template, place)
             self._check_counts(mask, level, path)
         elif level == 0:
             mask = Mask.ones_like(template, list(self.plan.sizes))
         else:
             mask = self._prune(replicate, level)
         if not path.exists():
-            mask.save(path)
+            mask.save(path, place)
         self._masks[replicate, level] = mask
         return mask
 
@@ -182,12 +209,14 @@ class Imp:
 
         source = 0 if self.cfg.lottery.one_shot else level - 1
         final = load_weights(self.store.final_path(self.unit(replicate, source, TICKET)),
-                             fix=f"It is the trained ticket of level {source}; delete its folder to retrain it.")
+                             fix=f"It is the trained ticket of level {source}; delete its folder to retrain it.",
+                             place=self.place("final", replicate, source, TICKET))
         base = self.mask(replicate, source)
         generator = torch.Generator().manual_seed(seed_for("prune", self.cfg.seed, replicate, level))
         context = CriterionContext(weights=final, mask=base, names=self.plan.pruned, generator=generator,
                                    initial=self._init_state(replicate),
-                                   build=lambda: self.build(self.seed(replicate)), batches=self._batches(replicate))
+                                   build=lambda: self.build(self.seed(replicate)), batches=self._batches(replicate),
+                                   input_shape=getattr(self.build, "input_shape", None))
         return prune(final, base, self.plan, rounds=level - source, criterion=self.cfg.prune.criterion,
                      context=context)
 
@@ -195,18 +224,7 @@ class Imp:
         """Training batches in a seeded order, for criteria that need data (None without a dataset)."""
         if self.data is None:
             return None
-
-        def batches():
-            from lth.data import Batches
-
-            b = Batches(self.data.train, self.cfg.train.batch_size,
-                        seed=seed_for("criterion_batches", self.cfg.seed, replicate))
-            step = 0
-            while True:
-                yield b.get(step)
-                step += 1
-
-        return batches
+        return criterion_batches(self.data, self.cfg.train.batch_size, self.cfg.seed, replicate)
 
     def _check_counts(self, mask, level: int, path: Path) -> None:
         """A mask on disk must have the level's sparsity (a mask copied from another level must not train)."""
@@ -245,13 +263,14 @@ class Imp:
             elif branch == RANDOM_PRUNE:
                 import torch
 
-                path = self.store.unit_mask_path(unit)
+                path, place = self.store.unit_mask_path(unit), self.place("mask", replicate, level, branch)
                 if path.exists():
-                    mask = Mask.load(path, self.build(self.seed(replicate)))
+                    mask = Mask.load(path, self.build(self.seed(replicate)), place)
+                    self._check_counts(mask, level, path)
                 else:
                     g = torch.Generator().manual_seed(seed_for("random_prune", self.cfg.seed, replicate, level))
                     mask = random_mask_like(mask, g)
-                    mask.save(path)
+                    mask.save(path, place)
         train = replace(self.cfg.train, data_seed=seed_for("data", self.cfg.train.data_seed, replicate))
         return TrainJob(key=unit.key, build=partial(self.build, self.seed(replicate)), train=train, start=start,
                         mask=mask, data=self.cfg.data, augment=self.cfg.data.augment, start_step=step,
@@ -266,9 +285,16 @@ class Imp:
 
         unit = self.unit(replicate, level, branch)
         if result is None:
-            return self.store.summary(unit)
+            summary = self.store.summary(unit)
+            pm = 100 * self.mask(replicate, level).density()
+            if abs(summary.remaining_percent - pm) > 1e-6 * pm:  # trained at another sparsity than its level's
+                path = self.store.unit_dir(unit) / "summary.json"
+                raise RunFolderError(f"{path} says P_m {summary.remaining_percent:.4g}%, but the mask of level {level} "
+                                     f"keeps {pm:.4g}%: the file was edited, or copied from another run. Delete "
+                                     f"{path.parent} to retrain that training.")
+            return summary
         if branch == TICKET:
-            save_weights(result.final, self.store.final_path(unit))
+            save_weights(result.final, self.store.final_path(unit), self.place("final", replicate, level, branch))
         mask = self.mask(replicate, level)  # random_prune's mask has the same counts, so the same P_m
         summary = Summary.from_dict({"replicate": replicate, "level": level, "branch": branch,
                                      "remaining_percent": 100 * mask.density(),
@@ -355,7 +381,8 @@ def _fingerprint(model) -> str:
 
 def find_tickets(model_fn: Callable[..., Any], train_fn: Callable[..., dict[str, Any]], *,
                  name: str = "custom", prune: PruneConfig | None = None, lottery: LotteryConfig | None = None,
-                 seed: int = 0, out_dir: str = "runs", log: Callable[[str], None] = print):
+                 seed: int = 0, out_dir: str = "runs", checkpoint_seconds: float = 30.0,
+                 log: Callable[[str], None] = print):
     """IMP on your own network and training loop.
 
     `model_fn()` builds the network (seeded by lth; or `model_fn(seed)`), `train_fn(model, mask)` trains it
@@ -363,38 +390,90 @@ def find_tickets(model_fn: Callable[..., Any], train_fn: Callable[..., dict[str,
     `prune.criterion`), resets the survivors to θ_0, trains the controls, and stores everything under
     `out_dir` like `lth run`. `name` names the run folder; the model's architecture is part of the run's
     identity, so another model under the same name gets its own folder.
-    """
-    import inspect
 
+    With a third parameter, `train_fn(model, mask, loop)` gets an lth.executors.function.Loop: `loop.start_step`
+    says where the training starts, `loop.reached(step)` reports progress, `loop.log(step, **numbers)` records
+    metrics and `loop.save_state`/`loop.resume_state` make a killed training resume. Rewinding
+    (`lottery.rewind="2048it"`, counted in the steps your loop reports) needs it: the dense training must report
+    step k, whose weights lth keeps as θ_k, and every level then starts from θ_k at `loop.start_step` = k.
+    """
     import torch
 
     from lth.executors import LocalExecutor
+    from lth.experiments.base import warn_if_threads_changed
+    from lth.prune import check_criterion
     from lth.store import RunStore
     from lth.validate import preflight
 
     lottery = lottery or LotteryConfig()
-    if not lottery.resets:
-        raise ConfigError("find_tickets resets to θ_0 only (rewind 0it): it cannot stop inside your training "
-                          "function to save θ_k; use run_imp with a registered model for rewinding")
     if not callable(model_fn) or not callable(train_fn):
         raise ConfigError("find_tickets(model_fn, train_fn): both must be callables (a model factory and your "
                           "training function)")
+    cfg = ImpConfig(prune=prune or PruneConfig(), lottery=lottery, seed=seed, preset=name, out_dir=out_dir,
+                    checkpoint_seconds=checkpoint_seconds)
+    build = seeded_builder(model_fn)
+    cfg = replace(cfg, model=replace(cfg.model, name=f"custom:{name}:{_fingerprint(_checked_model(build(seed)))}"))
+    preflight(cfg, data=False)
+    # Your loop holds the data: criteria that score on training batches (snip, grasp) or feed the model an
+    # input of a known shape (synflow) cannot run here.
+    check_criterion(cfg.prune.criterion, PROVIDES - {"batches", "input_shape"}, strategy=cfg.prune.strategy,
+                    where="find_tickets (your own model and training loop)")
+    loop_rewind_step(cfg.lottery, train_fn)
+    store = RunStore.for_config(cfg, log=log)
+    with store:
+        warn_if_threads_changed(store)
+        run_tickets(cfg, store, build, train_fn, LocalExecutor(device=torch.device("cpu")), log)
+    return store
+
+
+def run_tickets(cfg: ImpConfig, store, build: Callable[[int], Any], train_fn: Callable[..., Any], executor,
+                log: Callable[[str], None] = print) -> None:
+    """find_tickets' work in a run folder that is already open: IMP whose trainings are `train_fn` on networks
+    from `build(seed)`. Experiments built on a foreign training loop (`lth rl`) run through it too."""
+    Imp(cfg, store, build, loop_rewind_step(cfg.lottery, train_fn), train_fn=train_fn).run(executor, log)
+
+
+def seeded_builder(model_fn: Callable[..., Any]) -> Callable[[int], Any]:
+    """build(seed) from a user's model factory: model_fn(seed), or model_fn() under torch's RNG seeded (and
+    restored after)."""
+    import inspect
+
     takes_seed = len(inspect.signature(model_fn).parameters) > 0
 
     def build(s: int):
+        import torch
+
         if takes_seed:
             return model_fn(s)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(s)
             return model_fn()
 
-    model = build(seed)
+    return build
+
+
+def _checked_model(model):
+    import torch
+
     if not isinstance(model, torch.nn.Module):
         raise ConfigError(f"model_fn must return an nn.Module, got {type(model).__name__}")
-    cfg = ImpConfig(prune=prune or PruneConfig(), lottery=lottery, seed=seed, preset=name, out_dir=out_dir)
-    cfg = replace(cfg, model=replace(cfg.model, name=f"custom:{name}:{_fingerprint(model)}"))
-    preflight(cfg, data=False)
-    store = RunStore.for_config(cfg, log=log)
-    with store:
-        Imp(cfg, store, build, 0, train_fn=train_fn).run(LocalExecutor(device=torch.device("cpu")), log)
-    return store
+    return model
+
+
+def loop_rewind_step(lottery: LotteryConfig, train_fn: Callable[..., Any]) -> int:
+    """k for a foreign loop: counted in the steps the loop reports, so only `Nit`; rewinding needs the Loop
+    argument (the dense training reports step k through it)."""
+    from lth.config import parse_steps
+    from lth.executors.function import takes_loop
+
+    k, unit = parse_steps(lottery.rewind, "--lottery.rewind")
+    if k == 0:
+        return 0
+    if unit != "it":
+        raise ConfigError(f"--lottery.rewind {lottery.rewind}: with your own training loop lth knows no epochs; give "
+                          f"the rewind step in the steps your loop reports, e.g. {k}it")
+    if not takes_loop(train_fn):
+        raise ConfigError(f"--lottery.rewind {lottery.rewind}: rewinding needs train_fn(model, mask, loop), whose "
+                          f"dense training calls loop.reached(step) so that lth can keep θ_{k}; add the third "
+                          "parameter, or reset to θ_0 with rewind 0it")
+    return k

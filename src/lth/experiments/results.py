@@ -20,6 +20,38 @@ COLUMNS = (
     ("final_train_acc", "train@end", 100, "{:.1f}"),
     ("final_test_acc", "test@end", 100, "{:.1f}"),
 )
+LM_COLUMNS = (
+    ("early_stop_step", "ES iter", 1, "{:.0f}"),
+    ("early_stop_val_bpc", "val bpc@ES", 1, "{:.3f}"),
+    ("early_stop_test_bpc", "test bpc@ES", 1, "{:.3f}"),
+    ("final_train_bpc", "train bpc@end", 1, "{:.3f}"),
+    ("final_test_bpc", "test bpc@end", 1, "{:.3f}"),
+)
+"""Language models: bits per character (lower is better) where classifiers show accuracy."""
+RL_COLUMNS = (
+    ("solved_step", "solved at", 1, "{:.0f}"),
+    ("final_return", "return@end", 1, "{:.1f}"),
+    ("best_return", "best return", 1, "{:.1f}"),
+    ("mean_return", "mean return", 1, "{:.1f}"),
+)
+"""Agents (lth.rl): the mean evaluation return at the end, the best and the mean over the evaluations during
+training; "solved at" is the first step whose evaluation return reached the environment's threshold ("-":
+never)."""
+METRIC_SETS = (("final_test_bpc", LM_COLUMNS), ("final_return", RL_COLUMNS))
+"""A run's summaries say which metrics it has: the first set whose marker key they hold, else COLUMNS. So a
+run folder describes itself, and a classifier's tables stay as they were."""
+STEP_KEYS = ("early_stop_step", "solved_step")
+"""Step counts: shown without a ± spread."""
+
+
+def columns_for(rows: list[dict[str, Any]]) -> tuple:
+    """The columns of the metric set the rows (summaries or aggregate rows) belong to."""
+    for marker, columns in METRIC_SETS:
+        if any(marker in r for r in rows):
+            return columns
+    return COLUMNS
+
+
 BRANCH_ORDER = {TICKET: 0, REINIT: 1, RANDOM_PRUNE: 9}
 
 
@@ -58,29 +90,36 @@ def _cell(row: dict[str, Any], key: str, scale: float, fmt: str) -> str:
     if stat is None:
         return "-"
     text = fmt.format(stat["mean"] * scale)
-    if len(row["replicates"]) > 1 and scale != 1:
-        text += f" ±{(stat['max'] - stat['min']) * scale / 2:.1f}"
+    if len(row["replicates"]) > 1 and key not in STEP_KEYS:
+        text += " ±" + fmt.format((stat["max"] - stat["min"]) * scale / 2)
     return text
 
 
-def format_level(rows: list[dict[str, Any]], header: bool = False) -> str:
-    """Fixed-width lines for one level (with replicates: mean ± half the min-max range)."""
-    widths = [5, 7, 13] + [max(9, len(c[1]) + 1) for c in COLUMNS]
+def format_level(rows: list[dict[str, Any]], header: bool = False, columns: tuple | None = None,
+                 branch_width: int = 13) -> str:
+    """Fixed-width lines for one level (with replicates: mean ± half the min-max range); `branch_width`: the
+    branch column's width, for experiments with longer branch names."""
+    columns = columns or columns_for(rows)
+    widths = [5, 7, branch_width] + [max(9, len(c[1]) + 1) for c in columns]
     wide = any(len(r["replicates"]) > 1 for r in rows)
-    if wide:
-        widths = widths[:3] + [w + 5 if c[2] != 1 else w for w, c in zip(widths[3:], COLUMNS)]
+    if wide:  # room for " ±" and the spread
+        widths = widths[:3] + [w if c[0] in STEP_KEYS else w + 2 + len(c[3].format(0)) for w, c in
+                               zip(widths[3:], columns)]
     lines = []
     if header:
-        titles = ["level", "P_m %", "branch"] + [c[1] for c in COLUMNS]
+        titles = ["level", "P_m %", "branch"] + [c[1] for c in columns]
         lines.append(" ".join(t.rjust(w) if i != 2 else t.ljust(w) for i, (t, w) in enumerate(zip(titles, widths))))
     for i, r in enumerate(rows):
         cells = [str(r["level"]) if i == 0 else "", f"{r['remaining_percent']:.2f}" if i == 0 else "", r["branch"]]
-        cells += [_cell(r, k, s, f) for k, _, s, f in COLUMNS]
+        cells += [_cell(r, k, s, f) for k, _, s, f in columns]
         lines.append(" ".join(c.rjust(w) if j != 2 else c.ljust(w) for j, (c, w) in enumerate(zip(cells, widths))))
     return "\n".join(lines)
 
 
 def format_table(summaries: list[Summary | dict[str, Any]]) -> str:
     rows = aggregate(summaries)
-    levels = sorted({r["level"] for r in rows})
-    return "\n".join(format_level([r for r in rows if r["level"] == lv], header=i == 0) for i, lv in enumerate(levels))
+    levels, columns = sorted({r["level"] for r in rows}), columns_for(rows)
+    width = max([13] + [len(r["branch"]) + 1 for r in rows])
+    return "\n".join(format_level([r for r in rows if r["level"] == lv], header=i == 0, columns=columns,
+                                   branch_width=width)
+                     for i, lv in enumerate(levels))

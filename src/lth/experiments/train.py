@@ -29,13 +29,14 @@ def run(cfg: RunConfig, executor, store, log: Callable[[str], None] = print) -> 
     data = executor.dataset(cfg.data)
     build = partial(ModelBuilder.for_data(cfg.model, data), cfg.seed)
     init = store.unit_dir(unit) / "init.safetensors"
+    place = {"run": store.record()["hash"], "file": "init", "replicate": 0}  # checked when read back
     if not init.exists():
-        save_weights(build(), init)
-    job = TrainJob(key=unit.key, build=build, train=cfg.train, start=load_weights(init), data=cfg.data,
+        save_weights(build(), init, place)
+    job = TrainJob(key=unit.key, build=build, train=cfg.train, start=load_weights(init, place=place), data=cfg.data,
                    augment=cfg.data.augment, resume_path=store.resume_path(unit),
                    checkpoint_seconds=cfg.checkpoint_seconds)
     [result] = executor.gather([executor.train(job)])
-    save_weights(result.final, store.final_path(unit))
+    save_weights(result.final, store.final_path(unit), {**place, "file": "final", "level": 0, "branch": DENSE})
     write_json(store.unit_dir(unit) / "metrics.json", result.metrics)
     store.write_result(unit, result.metrics, Summary.from_dict(
         {"replicate": 0, "level": 0, "branch": DENSE, "remaining_percent": 100.0, "start_step": 0, **result.summary,
@@ -44,6 +45,11 @@ def run(cfg: RunConfig, executor, store, log: Callable[[str], None] = print) -> 
 
 
 def format_summary(s) -> str:
+    if "final_test_bpc" in s:  # a language model: bits per character where a classifier shows accuracy
+        return (f"{s.iterations} iterations in {s.seconds or 0:.1f} s | early stop (min val loss) at "
+                f"iteration {s.early_stop_step}: val {s['early_stop_val_bpc']:.3f} bpc, test "
+                f"{s['early_stop_test_bpc']:.3f} bpc | end of training: train {s['final_train_bpc']:.3f} bpc, "
+                f"test {s['final_test_bpc']:.3f} bpc")
     return (f"{s.iterations} iterations in {s.seconds or 0:.1f} s | early stop (min val loss) at "
             f"iteration {s.early_stop_step}: val acc {100 * s.early_stop_val_acc:.1f}%, "
             f"test acc {100 * s.early_stop_test_acc:.1f}% | end of training: train acc "

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lth.config import ImpConfig, _extent, _local, hashed_dict
+from lth.config import ImpConfig, hashed_dict
+from lth.config.fields import _extent, _local
 from lth.errors import ConfigError
 from lth.experiments.base import Experiment, register
 from lth.names import DENSE, RANDOM_PRUNE, REINIT, TICKET

@@ -6,7 +6,13 @@ re-draws any nn.Module's weights deterministically; `prunable_names` / `output_n
 """
 
 from .init import INITIALIZERS, initialize
-from .introspect import count_weights, layer_kind, output_name, prunable_names
+from .introspect import (
+    count_weights,
+    layer_kind,
+    output_name,
+    output_names,
+    prunable_names,
+)
 from .registry import MODELS, ModelInfo, build_model
 
 __all__ = [
@@ -18,5 +24,6 @@ __all__ = [
     "initialize",
     "layer_kind",
     "output_name",
+    "output_names",
     "prunable_names",
 ]

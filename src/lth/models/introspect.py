@@ -51,6 +51,13 @@ def output_name(model: nn.Module) -> str:
     return names[-1]
 
 
+def output_names(model: nn.Module) -> list[str]:
+    """Every output layer, each pruned at the output rate: `model.output_names` where a network has several
+    heads (an actor-critic's action and value heads), else [output_name(model)]."""
+    declared = _declared(model, "output_names")
+    return list(declared) if declared is not None else [output_name(model)]
+
+
 def _owner(model: nn.Module, name: str) -> tuple[nn.Module, str]:
     prefix, _, attr = name.rpartition(".")
     try:

@@ -14,7 +14,14 @@ import torch
 from torch import nn
 
 from lth.errors import UserError
-from lth.fileio import damaged, load_weights, read_json, write_bytes, write_json
+from lth.fileio import (
+    damaged,
+    load_weights,
+    place_metadata,
+    read_json,
+    write_bytes,
+    write_json,
+)
 
 
 class MaskError(UserError, ValueError):
@@ -159,23 +166,26 @@ class Mask(Mapping[str, torch.Tensor]):
         return diff / max(1, sum(self.sizes().values()))
 
     # -- persistence -----------------------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        """Write `path` (.safetensors) and a readable summary next to it (.json), each atomically."""
+    def save(self, path: str | Path, place: dict | None = None) -> None:
+        """Write `path` (.safetensors) and a readable summary next to it (.json), each atomically. `place`
+        (where in a run the mask belongs) is recorded in the file and checked by `load(..., place=)`."""
         from safetensors.torch import save
 
         path = Path(path)
-        write_bytes(path, save({n: t.to(torch.uint8).contiguous().cpu() for n, t in self._t.items()}))
+        tensors = {n: t.to(torch.uint8).contiguous().cpu() for n, t in self._t.items()}
+        write_bytes(path, save(tensors, place_metadata(place)))
         write_json(path.with_suffix(".json"), self.summary())
 
     @classmethod
-    def load(cls, path: str | Path, model: nn.Module | None = None) -> "Mask":
+    def load(cls, path: str | Path, model: nn.Module | None = None, place: dict | None = None) -> "Mask":
         """Read a mask; with `model`, check that it covers exactly that model's prunable weights, in their
-        shapes. A file that is not a mask (a weights file, a damaged file) is refused, naming the file."""
+        shapes. A file that is not a mask (a weights file, a damaged file), or one written for another place
+        than `place`, is refused, naming the file."""
         path = Path(path)
         if not path.exists():
             raise MaskError(f"no mask file at {path}")
         fix = "Delete it (and the trainings that used it) to recompute it, or point at another mask."
-        tensors = load_weights(path, fix=fix)
+        tensors = load_weights(path, fix=fix, place=place)
         for n, t in tensors.items():
             if t.dtype not in (torch.uint8, torch.bool) or bool(((t != 0) & (t != 1)).any()):
                 raise MaskError(f"{path} is not a mask: tensor {n!r} holds values other than 0 and 1 "

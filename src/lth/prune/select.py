@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
 
 from lth.config import PruneConfig
 from lth.errors import ConfigError
-from lth.prune.criteria import CriterionContext, get_criterion
+from lth.prune.criteria import CriterionContext, criterion_spec, get_criterion
 from lth.prune.mask import Mask
 from lth.prune.schedule import global_kept_after, kept_after
 
@@ -27,6 +27,7 @@ class PrunePlan:
     strategy: str
     rates: dict[str, float]  # layer-wise: per-layer rate; global: the same rate for every pruned layer
     sizes: dict[str, int]  # every prunable weight (pruned or excluded), for P_m accounting
+    output: str = ""  # the model's output layer (criteria that treat the classifier apart: smart_ratio)
 
     @property
     def pruned(self) -> list[str]:
@@ -34,7 +35,7 @@ class PrunePlan:
 
     @classmethod
     def for_model(cls, model: nn.Module, cfg: PruneConfig) -> "PrunePlan":
-        from lth.models import layer_kind, output_name, prunable_names
+        from lth.models import layer_kind, output_names, prunable_names
 
         names = prunable_names(model)
         params = dict(model.named_parameters())
@@ -46,18 +47,19 @@ class PrunePlan:
         included = [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in cfg.exclude)]
         if not included:
             raise ConfigError("--prune.exclude excludes every prunable weight: nothing left to prune")
+        outputs = output_names(model)
+        out = outputs[-1]  # the classifier, for criteria that treat it apart (smart_ratio)
         if cfg.strategy == "global":
-            return cls("global", {n: cfg.rate for n in included}, sizes)
-        out = output_name(model)
+            return cls("global", {n: cfg.rate for n in included}, sizes, out)
         rates = {}
         group_rates = {"conv": cfg.conv_rate, "embedding": cfg.embedding_rate}  # None: same as cfg.rate
         for n in included:
-            if n == out:
+            if n in outputs:
                 rates[n] = cfg.output_rate if cfg.output_rate is not None else cfg.rate / 2
             else:
                 group_rate = group_rates.get(layer_kind(model, n))
                 rates[n] = group_rate if group_rate is not None else cfg.rate
-        return cls("layerwise", rates, sizes)
+        return cls("layerwise", rates, sizes, out)
 
     def target_counts(self, mask: Mask, rounds: int = 1) -> dict[str, int] | int:
         kept = mask.kept()
@@ -67,12 +69,22 @@ class PrunePlan:
 
 
 def _keep_top(scores: torch.Tensor, alive: torch.Tensor, k: int) -> torch.Tensor:
-    """Boolean mask keeping the k highest-scoring alive entries of a flat tensor (ties: earlier index wins)."""
+    """Boolean mask keeping the k highest-scoring alive entries of a flat tensor (ties: earlier index wins).
+
+    The same as taking the first k of a stable descending sort, found in linear time: everything above the
+    k-th largest score, then the earliest entries equal to it (iterative criteria select 100 times)."""
     s = torch.where(alive, scores, torch.full_like(scores, -torch.inf))
-    # Stable descending sort: among equal scores the lower index comes first and is kept.
-    order = torch.sort(s, descending=True, stable=True).indices
     keep = torch.zeros_like(alive)
-    keep[order[:k]] = True
+    if k <= 0:
+        return keep
+    if k >= s.numel():
+        keep[:] = True
+        return keep
+    threshold = torch.kthvalue(s.cpu(), s.numel() - k + 1).values.to(s.device)
+    above = s > threshold
+    ties = torch.nonzero(s == threshold).flatten()[: k - int(above.sum())]
+    keep |= above
+    keep[ties] = True
     return keep
 
 
@@ -83,13 +95,53 @@ def prune(weights: Mapping[str, torch.Tensor], mask: Mask, plan: PrunePlan, *, r
     weights, and the plan's rates (layer-wise or global) say how many of the top scores each round keeps.
 
     `context` gives criteria that need more than `weights` (θ_0, the model, data) what they need; without
-    it, a context of `weights`, `mask` and `generator` is made."""
-    score = get_criterion(criterion)
+    it, a context of `weights`, `mask` and `generator` is made. The context's plan and counts are this
+    pruning's (an iterative criterion such as SynFlow selects between its own iterations)."""
+    get_criterion(criterion)
+    counts = plan.target_counts(mask, rounds)
     if context is None:
         context = CriterionContext(weights=dict(weights), mask=mask, names=plan.pruned,
                                    generator=generator if generator is not None else torch.Generator().manual_seed(0))
-    scores = score(context)
-    return select(scores, mask, plan, plan.target_counts(mask, rounds))
+    context = replace(context, mask=mask, plan=plan if context.plan is None else context.plan,
+                      counts=counts if context.counts is None else context.counts)
+    return score_and_select(criterion, context, plan, counts)
+
+
+def score_and_select(criterion: str, context: CriterionContext, plan: PrunePlan, counts: dict[str, int] | int, *,
+                     invert: bool = False) -> Mask:
+    """The mask keeping `counts` weights by `criterion`, from `context.mask`.
+
+    An iterative criterion (SynFlow: 100 iterations) scores and selects repeatedly, the kept counts falling
+    on an exponential schedule (density d^(j/n) of the start after round j of n, the Synaptic-Flow code's
+    `exponential`), each round scoring the network masked by the previous one. `invert` keeps the
+    lowest scores instead of the highest, in every round (Frankle et al. 2021's inversion ablation)."""
+    score = get_criterion(criterion)
+    iterations = criterion_spec(criterion).iterations
+    mask = context.mask
+    for target in exponential_counts(mask, plan, counts, iterations):
+        scores = score(replace(context, mask=mask))
+        if invert:
+            scores = {n: -s for n, s in scores.items()}
+        mask = select(scores, mask, plan, target)
+    return mask
+
+
+def exponential_counts(mask: Mask, plan: PrunePlan, counts: dict[str, int] | int, rounds: int) -> list:
+    """Kept counts after each of `rounds` rounds, from the mask's to `counts`, on an exponential schedule
+    (the last is exactly `counts`)."""
+    if rounds <= 1:
+        return [counts]
+    kept = mask.kept()
+
+    def step(start: int, end: int, j: int) -> int:
+        if start <= 0:
+            return 0
+        return max(end, round(start * (end / start) ** (j / rounds)))
+
+    if isinstance(counts, int):
+        start = sum(kept[n] for n in plan.pruned)
+        return [step(start, counts, j) for j in range(1, rounds)] + [counts]
+    return [{n: step(kept[n], c, j) for n, c in counts.items()} for j in range(1, rounds)] + [counts]
 
 
 def select(scores: Mapping[str, torch.Tensor], mask: Mask, plan: PrunePlan, counts: dict[str, int] | int) -> Mask:

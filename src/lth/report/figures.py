@@ -4,6 +4,10 @@ accuracy against training iteration for a few levels.
 
 matplotlib is used through Figure objects only, never pyplot: no global backend is chosen or changed, so a
 report can be written headless, from a notebook, or from a thread.
+
+Drawing is most of a report's time. `write_figures` lays each figure out once for both its PNG and its SVG,
+and on Linux spreads the figures over one process per CPU (`processes=N` of write_report sets the number; 1
+writes them all in the calling process).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ BRANCH_LABELS = {"dense": "dense network", "ticket": "winning ticket (IMP)", "re
                  "random_prune": "random pruning"}
 BRANCH_COLORS = {"dense": "black", "ticket": "C0", "reinit": "C1", "random_prune": "C2"}
 RUN_STYLES = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"), ((0, (5, 1)), "v"), ((0, (1, 1)), "P")]
-PM_LABEL = "$P_m$: weights remaining (%, log scale)"
+PM_LABEL = "Pₘ: weights remaining (%, log scale)"  # plain text: mathtext costs a parse per label
 
 
 @dataclass
@@ -70,19 +74,208 @@ def suptitle(fig, text: str, size: float = 9.5) -> None:
             else:
                 cur = f"{cur} · {part}" if cur else part
         lines += textwrap.wrap(cur, chars) or [""]
-    fig.suptitle("\n".join(lines), fontsize=size)
+    fig.suptitle(plain("\n".join(lines)), fontsize=size)
 
 
-def save(fig, out: Path, name: str, title: str, caption: str) -> FigureFile:
+def gc_frozen(fn):
+    """Run `fn` with the objects that exist when it starts (torch's, matplotlib's, the caller's) left out of
+    garbage collections: a full collection walks them all, a tenth of a report's time when one falls in it,
+    and in a forked child it would also copy the memory the child shares with its parent. Objects made
+    during the call are collected as usual. Left as it is when the caller froze objects already."""
+    import functools
+
+    @functools.wraps(fn)
+    def frozen(*args, **kwargs):
+        import gc
+
+        if gc.get_freeze_count():
+            return fn(*args, **kwargs)
+        gc.freeze()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            gc.unfreeze()
+
+    return frozen
+
+
+PNG_DPI = 120
+
+
+def _write(fig, f: FigureFile) -> None:
+    """PNG and SVG of `fig`, laid out once.
+
+    savefig alone would run the constrained layout in a dry draw before each file's real draw: four passes
+    over every artist. Here the layout runs once, at the PNG's dpi with the renderer that then draws the
+    PNG (so its text sizes are measured once), the engine is removed, and each file is one draw. The
+    positions are fractions of the figure, so the SVG, drawn at 72 dpi, gets the same layout.
+    """
+    import io
+
     import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    png, svg = out / f"{name}.png", out / f"{name}.svg"
-    fig.savefig(png, dpi=120)
+    from lth.fileio import write_bytes
+
+    dpi = fig.dpi
+    FigureCanvasAgg(fig)  # the figure's canvas, so the layout and the PNG share one renderer
+    fig.set_dpi(PNG_DPI)
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+        with matplotlib.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+            fig.set_layout_engine(None)  # no engine at all: "none" would still cost a dry draw per file
+    # Each file is drawn in memory, then written atomically like every file lth writes (lth.fileio).
+    # zlib level 3: a third faster to encode than the default 6, and the files come out no larger.
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=PNG_DPI, pil_kwargs={"compress_level": 3})
+    write_bytes(f.png, buf.getvalue())
+    fig.set_dpi(dpi)
     # Text stays text in the SVG (not glyph outlines): smaller, searchable and editable; no date, so an
-    # unchanged run gives an identical file.
+    # unchanged run gives an identical file. Rasterized artists are drawn at the figure's own dpi, as before.
+    buf = io.BytesIO()
     with matplotlib.rc_context({"svg.fonttype": "none"}):
-        fig.savefig(svg, metadata={"Date": None})
-    return FigureFile(name, title, caption, png, svg)
+        fig.savefig(buf, format="svg", dpi=dpi, metadata={"Date": None})
+    write_bytes(f.svg, buf.getvalue())
+
+
+def _write_named(fig, f: FigureFile) -> None:
+    from lth.errors import UserError
+
+    try:
+        _write(fig, f)
+    except UserError:  # a full disk, a planted link: the user's to fix, and the message says how
+        raise
+    except Exception as e:
+        raise RuntimeError(f"writing figure {f.name} failed: {type(e).__name__}: {e}") from e
+
+
+# A child's UserError reaches the parent through the error pipe as this marker, its kind and its message.
+_USER_ERROR = "\0lth-user-error\0"
+
+
+def report_processes(n_figures: int, processes: int | None = None) -> int:
+    """How many processes write the figures: `processes` if given (1: all in this process), else one per CPU
+    this process may use. Only on Linux, where forking is safe and cheap (1 elsewhere), and for at most 1024
+    figures, whose indices fit in any pipe's buffer at once (see write_figures)."""
+    import os
+    import sys
+
+    if processes is not None:
+        if processes < 1:
+            from lth.errors import ConfigError
+
+            raise ConfigError(f"processes must be >= 1 (1: figures written in this process), not {processes}")
+        n = processes
+    else:
+        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1
+    return max(1, min(n, n_figures)) if sys.platform == "linux" and n_figures <= 1024 else 1
+
+
+def write_figures(jobs: list[tuple[Any, FigureFile]], processes: int | None = None) -> None:
+    """Write every (figure, files) as PNG and SVG: in this process and `report_processes - 1` forked ones.
+
+    Drawing is Python-bound, so processes, not threads, run it in parallel. The children are forked after
+    the figures are built and inherit them; each process takes the next figure from a shared pipe of
+    indices (biggest first) until none is left, then a child exits. Nothing waits on this process, so a
+    child whose parent was killed still ends on its own. All children are waited for before this returns,
+    also on an error, which is raised here with the figure's name and the child's traceback.
+    """
+    import os
+    import sys
+    import traceback
+    import warnings
+
+    from lth.errors import UserError
+
+    n = report_processes(len(jobs), processes)
+    if n == 1:
+        for fig, f in jobs:
+            _write_named(fig, f)
+        return
+    # The backends are imported once here, not once per child.
+    import matplotlib.backends.backend_agg  # noqa: F401
+    import matplotlib.backends.backend_svg  # noqa: F401
+
+    order = sorted(range(len(jobs)), key=lambda i: -_cost(jobs[i][0]))
+    todo_r, todo_w = os.pipe()
+    os.write(todo_w, b"".join(i.to_bytes(4, "little") for i in order))  # <= 4 KiB: written whole
+    os.close(todo_w)  # once every index is read, a read returns b"": the work is done
+
+    def work() -> None:
+        # Linux serves a 4-byte read from a pipe whole, to one reader: no figure is taken twice or torn.
+        while len(i := os.read(todo_r, 4)) == 4:
+            _write_named(*jobs[int.from_bytes(i, "little")])
+
+    sys.stdout.flush()  # a child's stray write must not repeat what this process had buffered
+    sys.stderr.flush()
+    children: list[tuple[int, int]] = []  # (pid, read end of its error pipe)
+    try:
+        for _ in range(n - 1):
+            err_r, err_w = os.pipe()
+            try:
+                with warnings.catch_warnings():
+                    # Python >= 3.12 warns when forking a process with threads (e.g. torch's, after `lth
+                    # run`); a child runs only matplotlib, never those threads' code.
+                    warnings.filterwarnings("ignore", message=".*fork", category=DeprecationWarning)
+                    pid = os.fork()
+            except OSError:  # no process to be had (a limit on processes or memory): fewer do the work
+                os.close(err_r)
+                os.close(err_w)
+                break
+            if pid == 0:  # the child: write figures, report any error through the pipe, exit without cleanup
+                code = 1
+                try:
+                    os.close(err_r)
+                    work()
+                    code = 0
+                except UserError as e:
+                    os.write(err_w, f"{_USER_ERROR}{type(e).__name__}\0{e}".encode(errors="replace")[:16000])
+                except BaseException:
+                    os.write(err_w, traceback.format_exc().encode(errors="replace")[-16000:])
+                finally:
+                    os._exit(code)
+            os.close(err_w)
+            children.append((pid, err_r))
+        work()
+    finally:
+        while os.read(todo_r, 4096):  # after an error here: the children stop after their current figure
+            pass
+        os.close(todo_r)
+        failures = []
+        for pid, err_r in children:
+            with os.fdopen(err_r, "rb") as pipe:
+                text = pipe.read().decode(errors="replace").strip()  # read first: a full pipe would block it
+            status = os.waitpid(pid, 0)[1]
+            if status != 0:
+                failures.append(text or f"the child process died ({_status_text(status)})")
+    if failures:  # only reached without an error of this process's own, which then takes precedence
+        if failures[0].startswith(_USER_ERROR):  # raised again here as the kind it was, with its message
+            import lth.errors
+
+            kind, message = failures[0][len(_USER_ERROR):].split("\0", 1)
+            raise getattr(lth.errors, kind, UserError)(message)
+        raise RuntimeError("writing the report's figures failed in a child process:\n" + failures[0])
+
+
+def _status_text(status: int) -> str:
+    import os
+    import signal
+
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def _cost(fig) -> int:
+    """A rough measure of a figure's drawing time, to start with the biggest: its axes and texts."""
+    return sum(4 + len(ax.texts) // 4 + len(ax.collections) for ax in fig.axes)
+
+
+def plain(text: str) -> str:
+    """Text from a run (a folder name, a preset, a config value) as matplotlib shows it literally: a `$` would
+    start mathtext, and an unbalanced one fails the whole figure."""
+    return text.replace("$", r"\$")
 
 
 def pm_text(pm: float) -> str:
@@ -141,7 +334,7 @@ def pm_figure(runs: list[RunData], panels: list[tuple[str, str, float]], title: 
                     continue
                 x, m, lo, hi = s
                 pms += list(x)
-                label = branch_label(branch) + (f" — {run.label}" if multi else "")
+                label = branch_label(branch) + (f" — {plain(run.label)}" if multi else "")
                 err = np.clip([m - lo, hi - m], 0, None)  # float rounding can put the mean a hair outside
                 ax.errorbar(x, m, yerr=err, color=branch_color(branch), ls=ls, marker=marker,
                             ms=4, lw=1.4, capsize=2.5, elinewidth=1, label=label)
@@ -187,9 +380,10 @@ def mean_curve(run: RunData, level: int, branch: str, key: str) -> tuple[np.ndar
     return np.array(steps), vals.mean(0), vals.min(0), vals.max(0)
 
 
-def iteration_figure(runs: list[RunData], levels: dict[str, list[int]], title: str, key: str = "test_acc"):
-    """Test accuracy vs training iteration: one panel per run; ticket solid, random reinit dashed.
-    None when no run has metrics.csv files (e.g. find_tickets runs)."""
+def iteration_figure(runs: list[RunData], levels: dict[str, list[int]], title: str, key: str = "test_acc",
+                     scale: float = 100, ylabel: str = "test accuracy (%)", xlabel: str = "training iteration"):
+    """`key` of metrics.csv (default test accuracy) vs training iteration: one panel per run; ticket solid,
+    random reinit dashed. None when no run has metrics.csv files (e.g. find_tickets runs)."""
     curves: dict[str, list] = {}
     for run in runs:
         pm = run.pm()
@@ -208,15 +402,15 @@ def iteration_figure(runs: list[RunData], levels: dict[str, list[int]], title: s
                            sharey=True)
     for ax, run in zip(axes[0], panels):
         for (steps, m, lo, hi), color, ls, label in curves[str(run.root)]:
-            ax.plot(steps, 100 * m, color=color, ls=ls, lw=1.5, label=label)
+            ax.plot(steps, scale * m, color=color, ls=ls, lw=1.5, label=label)
             if len(run.replicates) > 1:
-                ax.fill_between(steps, 100 * lo, 100 * hi, color=color, alpha=0.12, lw=0)
-        ax.set_xlabel("training iteration")
-        ax.set_ylabel("test accuracy (%)")
+                ax.fill_between(steps, scale * lo, scale * hi, color=color, alpha=0.12, lw=0)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
         if len(panels) > 1:
-            ax.set_title(run.label, fontsize=9)
+            ax.set_title(plain(run.label), fontsize=9)
     suptitle(fig, title)
     return fig
 

@@ -86,13 +86,17 @@ def load_run(path: str | Path) -> RunData:
     config, name = record["config"], record["experiment"]
     summaries = [s.to_dict() for s in store.summaries()]
     lot = config.get("lottery", {})
-    replicates = list(range(int(lot.get("replicates", 1))))
+    # IMP's replicates are lottery.replicates; another experiment's are in its own section.
+    count = next((sec["replicates"] for sec in config.values() if isinstance(sec, dict) and "replicates" in sec), 1)
+    replicates = list(range(int(count)))
     found_levels = sorted(set(store.levels_on_disk()) | {s["level"] for s in summaries})
     # The IMP driver records the levels it runs (plan.json); without that record (an older run), the config
     # says how many levels there are unless a target P_m set them, and then only the levels on disk are known.
     # Levels on disk beyond the latest request (an earlier, longer one) are reported too.
     plan = store.plan()
-    if plan is not None and isinstance(plan.get("pm_percent"), list):
+    if plan is not None and isinstance(plan.get("levels"), list):  # an experiment that runs some levels only
+        planned = [int(lv) for lv in plan["levels"]]
+    elif plan is not None and isinstance(plan.get("pm_percent"), list):
         planned = range(len(plan["pm_percent"]))
     elif name == "imp" and lot.get("target_pm") is None and "levels" in lot:
         planned = range(int(lot["levels"]) + 1)
@@ -192,13 +196,26 @@ def config_differences(runs: list[RunData]) -> list[str]:
 
 def label_runs(runs: list[RunData], max_keys: int = 3) -> list[str]:
     """Label each run by its values of the differing keys, e.g. "lottery.one_shot=True"; same configs (or a
-    single run) fall back to the folder name."""
+    single run) fall back to the folder name.
+
+    Runs of different experiments (IMP beside prune_at_init) are labelled by the experiment first, then by
+    the keys that differ among the runs of their own experiment or among settings every run has (a section
+    only one experiment has differs by definition and says nothing)."""
     keys = config_differences(runs) if len(runs) > 1 else []
+    experiments = {run.experiment for run in runs}
+    shared = set.intersection(*(set(flatten(r.config)) for r in runs)) if runs else set()
     for run in runs:
         flat = flatten(run.config)
-        parts = [f"{k}={_fmt(flat.get(k))}" for k in keys[:max_keys]]
-        if len(keys) > max_keys:
-            parts.append(f"(+{len(keys) - max_keys} more)")
+        own = keys
+        if len(experiments) > 1:
+            mates = [r for r in runs if r.experiment == run.experiment]
+            within = config_differences(mates) if len(mates) > 1 else []
+            own = list(dict.fromkeys([*within, *(k for k in keys if k in shared)]))
+        parts = [f"{k}={_fmt(flat.get(k))}" for k in own[:max_keys]]
+        if len(own) > max_keys:
+            parts.append(f"(+{len(own) - max_keys} more)")
+        if len(experiments) > 1:
+            parts.insert(0, run.experiment)
         run.label = ", ".join(parts) if parts else run.name
     if len({r.label for r in runs}) < len(runs):  # two folders with one config: only the folder tells them apart
         for run in runs:
@@ -206,13 +223,17 @@ def label_runs(runs: list[RunData], max_keys: int = 3) -> list[str]:
     return keys
 
 
-def describe_parts(config: dict[str, Any], n_replicates: int) -> list[str]:
+def describe_parts(config: dict[str, Any], n_replicates: int, experiment: str = "imp") -> list[str]:
     """Short phrases saying what was run: model/dataset, pruning, schedule, training, replicates."""
+    if experiment in ("prune_at_init", "supermask"):
+        return _describe_beyond(config, n_replicates, experiment)
     model, data = config.get("model", {}), config.get("data", {})
     pr, lot, tr = config.get("prune", {}), config.get("lottery", {}), config.get("train", {})
     name = str(model.get("name", "?"))
     custom = name.startswith("custom:")
     what = name if custom else f"{name} on {data.get('dataset', '?')}"
+    if "env" in config and "agent" in config:  # an agent (lth rl): PPO on an environment
+        name, what, tr = "ppo", f"ppo on {config['env'].get('id', '?')}", {"optimizer": "adam", **config["agent"]}
     if config.get("preset") and config["preset"] not in (name, name.removeprefix("custom:")):
         what = f"{config['preset']}: {what}"
     rate = 100 * float(pr.get("rate", 0))
@@ -227,8 +248,29 @@ def describe_parts(config: dict[str, Any], n_replicates: int) -> list[str]:
     return parts
 
 
+def _describe_beyond(config: dict[str, Any], n_replicates: int, experiment: str) -> list[str]:
+    """describe_parts for pruning at initialization and strong tickets."""
+    model, data, tr = config.get("model", {}), config.get("data", {}), config.get("train", {})
+    what = f"{model.get('name', '?')} on {data.get('dataset', '?')}"
+    if experiment == "prune_at_init":
+        pr, pai = config.get("prune", {}), config.get("pai", {})
+        rate = 100 * float(pr.get("rate", 0))
+        how = f"pruned at initialization ({pai.get('scope', 'global')}) to IMP's P_m ({rate:.0f}%/level)"
+    else:
+        sm = config.get("supermask", {})
+        methods = "/".join(sm.get("methods", [])) or "no learned mask (dense, untrained and large_final only)"
+        how = f"supermask: {methods}, θ_0 {model.get('init', '?')}"
+    lr = f"lr {tr.get('lr', '?')}"
+    if experiment == "supermask" and config.get("supermask", {}).get("dense_lr") is not None:
+        lr += f" (dense network {config['supermask']['dense_lr']})"
+    training = f"{tr.get('optimizer', '?')} {lr}, {tr.get('budget', '?')}"
+    return [what, how, training, f"{n_replicates} replicate{'s' if n_replicates != 1 else ''}"]
+
+
 def common_title(runs: list[RunData]) -> str:
     """The description phrases shared by every run (the rest is in the curve labels)."""
-    parts = [describe_parts(r.config, len(r.replicates)) for r in runs]
+    parts = [describe_parts(r.config, len(r.replicates), r.experiment) for r in runs]
+    if len({r.experiment for r in runs}) > 1:  # each experiment's preset differs; the model and data may not
+        parts = [[p[0].split(": ", 1)[-1], *p[1:]] for p in parts]
     first = parts[0]
     return " · ".join(p for i, p in enumerate(first) if all(len(q) > i and q[i] == p for q in parts[1:]))

@@ -2,25 +2,30 @@
 Jaccard overlap between successive levels and between replicates.
 
 Masks can be large (VGG-19: 20M weights each), so they are streamed level by level: each mask file is read
-once, every statistic is taken from it, and only the previous level's masks, the first layer (as numpy) and
-the few masks asked for by `keep` stay in memory.
+once, every statistic is taken from it, and only the previous level's masks, the first layer and the few
+masks asked for by `keep` stay in memory. They are read as numpy arrays (the files lth.prune.Mask writes),
+so a report needs neither torch nor its import time.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from itertools import combinations
+from pathlib import Path
 
 import numpy as np
 
-from lth.prune import Mask
 from lth.report.figures import new_figure, pm_axis, pm_text, suptitle
 from lth.report.load import RunData
 
 # Datasets whose pictures are known: the shape one input is drawn as (channels are summed away).
 PICTURES = {"mnist": (28, 28), "fashion_mnist": (28, 28), "mnist1d": (40,), "synthetic": (16, 16),
             "cifar10": (3, 32, 32), "cifar100": (3, 32, 32)}
+SEQUENCES = {"mnist1d_seq", "mnist_rows", "chars", "chars_tiny"}
+"""Datasets read step by step: a sequence model's first weight (an embedding, a recurrent input matrix) does not
+connect to input positions, so it gets no input pictures."""
 
 
 @dataclass
@@ -48,35 +53,61 @@ class MaskStats:
         return inter / union if union else 1.0
 
 
+def load_mask(path: Path) -> dict[str, np.ndarray]:
+    """A mask file as boolean arrays, in the layers' order (kept by the JSON summary beside it, as
+    lth.prune.Mask.load does: safetensors does not keep insertion order)."""
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(path))
+    meta = path.with_suffix(".json")
+    order = list(json.loads(meta.read_text())["layers"]) if meta.exists() else sorted(tensors)
+    return {n: tensors[n] != 0 for n in order}
+
+
+def _sizes(mask: dict[str, np.ndarray]) -> dict[str, int]:
+    return {n: a.size for n, a in mask.items()}
+
+
+def _density(mask: dict[str, np.ndarray]) -> float:
+    return sum(np.count_nonzero(a) for a in mask.values()) / max(1, sum(a.size for a in mask.values()))
+
+
+def _jaccard(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
+    """|A ∩ B| / |A ∪ B| of the kept weights (1 = identical), as lth.prune.Mask.jaccard."""
+    inter = sum(np.count_nonzero(a[n] & b[n]) for n in a)
+    union = sum(np.count_nonzero(a[n] | b[n]) for n in a)
+    return inter / union if union else 1.0
+
+
 def mask_stats(run: RunData, keep: set[tuple[int, int]] = frozenset()) -> MaskStats | None:
     """One pass over the run's level masks (each file read once); None when the run has no masks."""
     stats: MaskStats | None = None
-    prev: dict[int, Mask] = {}
+    prev: dict[int, dict[str, np.ndarray]] = {}
     for level in run.levels:
-        cur = {r: Mask.load(run.mask_path(r, level)) for r in run.replicates if run.mask_path(r, level).exists()}
+        cur = {r: load_mask(run.mask_path(r, level)) for r in run.replicates if run.mask_path(r, level).exists()}
         if not cur:
             prev = {}
             continue
         if stats is None:
             any_mask = next(iter(cur.values()))
-            stats = MaskStats(list(any_mask), any_mask.sizes(), first_rep=min(cur))
-        if any(list(m) != stats.layers or m.sizes() != stats.sizes for m in cur.values()):
+            stats = MaskStats(list(any_mask), _sizes(any_mask), first_rep=min(cur))
+        if any(list(m) != stats.layers or _sizes(m) != stats.sizes for m in cur.values()):
             continue  # a mask for another model cannot be compared; reported as missing by its absence
-        stats.pm[level] = 100 * float(np.mean([m.density() for m in cur.values()]))
-        dens = [m.layer_density() for m in cur.values()]
-        stats.layer_density[level] = {n: float(np.mean([d[n] for d in dens])) for n in stats.layers}
+        stats.pm[level] = 100 * float(np.mean([_density(m) for m in cur.values()]))
+        stats.layer_density[level] = {n: float(np.mean([np.count_nonzero(m[n]) / max(1, m[n].size)
+                                                         for m in cur.values()])) for n in stats.layers}
         if prev:
-            stats.successive[level] = [prev[r].jaccard(cur[r]) for r in cur if r in prev]
+            stats.successive[level] = [_jaccard(prev[r], cur[r]) for r in cur if r in prev]
         if len(cur) > 1 and level > 0:  # dense masks are all identical: nothing to learn from J = 1
-            stats.between[level] = [cur[a].jaccard(cur[b]) for a, b in combinations(sorted(cur), 2)]
+            stats.between[level] = [_jaccard(cur[a], cur[b]) for a, b in combinations(sorted(cur), 2)]
         first = stats.layers[0]
-        if cur[next(iter(cur))][first].dim() == 2:
-            stats.dead[level] = [int((m[first].sum(0) == 0).sum()) for m in cur.values()]
+        if cur[next(iter(cur))][first].ndim == 2:
+            stats.dead[level] = [int(np.count_nonzero(~m[first].any(0))) for m in cur.values()]
             if stats.first_rep in cur:
-                stats.first[level] = cur[stats.first_rep][first].numpy().copy()
+                stats.first[level] = cur[stats.first_rep][first]
         for r in cur:
             if (r, level) in keep:
-                stats.kept[r, level] = {n: t.numpy().copy() for n, t in cur[r].items()}
+                stats.kept[r, level] = cur[r]
         prev = cur
     return stats
 
@@ -85,6 +116,8 @@ def input_picture(run: RunData, fan_in: int) -> tuple[int, ...] | None:
     """How one input of the first layer is drawn: (H, W), (L,) or (C, H, W); None if it is not the input."""
     dataset = str(run.config.get("data", {}).get("dataset", ""))
     custom = str(run.config.get("model", {}).get("name", "")).startswith("custom:")
+    if dataset in SEQUENCES:
+        return None
     shape = None if custom else PICTURES.get(dataset)
     if shape is not None:
         return shape if math.prod(shape) == fan_in else None
@@ -115,7 +148,7 @@ def layer_density_figure(stats: MaskStats, title: str):
     for i, n in enumerate(stats.layers[:10]):
         ax.plot(x, [100 * stats.layer_density[lv][n] for lv in stats.levels], marker="os^Dv<>ph*"[i], ms=4,
                 lw=1.4, ls=styles[i % 4], color=f"C{i}", label=n, mfc="none" if i % 2 else None)
-    ax.plot(x, x, color="black", ls=":", lw=1.2, label="all prunable weights ($P_m$)")
+    ax.plot(x, x, color="black", ls=":", lw=1.2, label="all prunable weights (Pₘ)")
     pm_axis(ax, x)
     ax.set_yscale("log")
     low = min(min(d.values()) for d in stats.layer_density.values())

@@ -8,10 +8,12 @@ A section is a function of a `Context` that returns (heading, items) pairs: item
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from lth.experiments.results import LM_COLUMNS, RL_COLUMNS, columns_for
 from lth.report import figures as F
 from lth.report import masks as M
 from lth.report.html import table as html_table
@@ -25,6 +27,7 @@ class Report:
     figures: list[F.FigureFile] = field(default_factory=list)
     tables: dict[str, Path] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    pending: list[tuple] = field(default_factory=list, repr=False)  # (figure, files) to write, see _save
 
 
 @dataclass
@@ -64,41 +67,92 @@ def section(name: str) -> Callable[[Section], Section]:
     return register
 
 
+def applicable(ctx: Context, name: str) -> Context:
+    """The context with only the runs whose experiment names section `name` (a run of an unknown experiment
+    gets the IMP sections): an IMP figure does not draw a prune-at-init run's branches."""
+    from lth.experiments import EXPERIMENTS
+
+    default = ("results", "curves", "masks")
+
+    def names(run: RunData) -> tuple[str, ...]:
+        experiment = EXPERIMENTS.get(run.experiment)
+        return experiment.report_sections if experiment is not None else default
+
+    runs = [r for r in ctx.runs if name in names(r)]
+    return Context(runs, ctx.out, common_title(runs) if runs else ctx.title, ctx.report, ctx.curve_levels,
+                   ctx.weight_level) if len(runs) != len(ctx.runs) else ctx
+
+
 def _save(rep: Report, fig, out: Path, name: str, title: str, caption: str) -> F.FigureFile:
-    f = F.save(fig, out, f"fig-{name}", title, caption)
+    """The figure's files; it is written later, with the others (`F.write_figures`)."""
+    name = f"fig-{name}"
+    f = F.FigureFile(name, title, caption, out / f"{name}.png", out / f"{name}.svg")
     rep.figures.append(f)
+    rep.pending.append((fig, f))
     return f
 
 
 @section("results")
 def results_section(ctx: Context) -> list[tuple[str, list]]:
+    ctx = applicable(ctx, "results")
+    if not ctx.runs:
+        return []
     figs = result_figures(ctx.runs, ctx.out, ctx.title, ctx.report)
     return [("Results vs weights remaining", figs)] if figs else []
 
 
+CURVES = "Ticket solid, random reinit (same mask) dashed; mean over replicates, band = min-max."
+BARS = "Mean over replicates; bars span min to max."
+
+
+def metric_set(runs: list[RunData]) -> tuple:
+    """The runs' metric set (lth.experiments.results): classifier accuracy, language-model bits per character,
+    or agent returns."""
+    return columns_for([r for run in runs for r in run.rows])
+
+
 @section("curves")
 def curves_section(ctx: Context) -> list[tuple[str, list]]:
+    ctx = applicable(ctx, "curves")
+    if not ctx.runs:
+        return []
     levels = {str(r.root): F.pick_levels(r, ctx.curve_levels) for r in ctx.runs}
-    fig = F.iteration_figure(ctx.runs, levels, f"Test accuracy during training\n{ctx.title}")
+    kind = metric_set(ctx.runs)
+    if kind is LM_COLUMNS:
+        what, name, options = "Test bits per character", "test_bpc_vs_iteration", {
+            "key": "test_loss", "scale": 1 / math.log(2), "ylabel": "test bits per character"}
+    elif kind is RL_COLUMNS:
+        what, name, options = "Evaluation return", "return_vs_step", {
+            "key": "eval_return", "scale": 1, "ylabel": "mean evaluation return", "xlabel": "environment step"}
+    else:
+        what, name, options = "Test accuracy", "test_accuracy_vs_iteration", {}
+    fig = F.iteration_figure(ctx.runs, levels, f"{what} during training\n{ctx.title}", **options)
     if fig is None:
         ctx.note("no metrics.csv: curves vs iteration omitted")
         return []
-    return [("Test accuracy during training", [ctx.save(
-        fig, "test_accuracy_vs_iteration", "Test accuracy vs training iteration",
-        "Ticket solid, random reinit (same mask) dashed; mean over replicates, band = min-max.")])]
+    unit = "environment step" if kind is RL_COLUMNS else "training iteration"
+    return [(f"{what} during training", [ctx.save(fig, name, f"{what} vs {unit}", CURVES)])]
 
 
 @section("masks")
 def masks_section(ctx: Context) -> list[tuple[str, list]]:
+    ctx = applicable(ctx, "masks")
+    if not ctx.runs:
+        return []
     return [s for i, run in enumerate(ctx.runs)
             for s in mask_figures(run, ctx.out, f"-run{i + 1}" if ctx.multi else "", ctx.weight_level, ctx.report,
                                   ctx.multi)]
 
 
 def result_figures(runs: list[RunData], out: Path, title: str, rep: Report) -> list[F.FigureFile]:
+    kind = metric_set(runs)
+    if kind is LM_COLUMNS:
+        return lm_figures(runs, out, title, rep)
+    if kind is RL_COLUMNS:
+        return rl_figures(runs, out, title, rep)
     rows = [r for run in runs for r in run.rows]
     has = {k for r in rows for k, v in r.items() if isinstance(v, dict)}
-    figs, bars = [], "Mean over replicates; bars span min to max."
+    figs, bars = [], BARS
     if "early_stop_test_acc" in has:
         head = "Test accuracy at the early-stop iteration vs weights remaining"
         fig = F.pm_figure(runs, [("early_stop_test_acc", "test accuracy at early stop (%)", 100)], f"{head}\n{title}")
@@ -111,15 +165,47 @@ def result_figures(runs: list[RunData], out: Path, title: str, rep: Report) -> l
             figs.append(_save(rep, F.pm_figure(runs, panels, f"{head}\n{title}"), out, "metrics_vs_pm", head, bars))
         rep.notes.append("no early-stop fields in the summaries (e.g. a find_tickets run): early-stop figures omitted")
     if "early_stop_step" in has:
-        head = "Early-stop iteration (minimum validation loss) vs weights remaining"
-        fig = F.pm_figure(runs, [("early_stop_step", "early-stop iteration", 1)], f"{head}\n{title}")
-        figs.append(_save(rep, fig, out, "early_stop_vs_pm", head, f"Lower = learns faster. {bars}"))
+        figs.append(_early_stop(runs, out, title, rep))
     panels = [(k, y, 100) for k, y in (("final_train_acc", "train accuracy at end of training (%)"),
                                        ("final_test_acc", "test accuracy at end of training (%)")) if k in has]
     if panels:
         head = "Train and test accuracy at the end of training vs weights remaining"
         figs.append(_save(rep, F.pm_figure(runs, panels, f"{head}\n{title}"), out, "end_accuracy_vs_pm", head,
                           f"The gap between the panels is the generalization gap. {bars}"))
+    return figs
+
+
+def _early_stop(runs: list[RunData], out: Path, title: str, rep: Report) -> F.FigureFile:
+    head = "Early-stop iteration (minimum validation loss) vs weights remaining"
+    fig = F.pm_figure(runs, [("early_stop_step", "early-stop iteration", 1)], f"{head}\n{title}")
+    return _save(rep, fig, out, "early_stop_vs_pm", head, f"Lower = learns faster. {BARS}")
+
+
+def lm_figures(runs: list[RunData], out: Path, title: str, rep: Report) -> list[F.FigureFile]:
+    """Language models: bits per character (lower is better) where classifiers show accuracy."""
+    head = "Test bits per character at the early-stop iteration vs weights remaining"
+    figs = [_save(rep, F.pm_figure(runs, [("early_stop_test_bpc", "test bits per character at early stop", 1)],
+                                   f"{head}\n{title}"), out, "bpc_vs_pm", head, f"Lower is better. {BARS}"),
+            _early_stop(runs, out, title, rep)]
+    head = "Train and test bits per character at the end of training vs weights remaining"
+    panels = [("final_train_bpc", "train bits per character at end of training", 1),
+              ("final_test_bpc", "test bits per character at end of training", 1)]
+    figs.append(_save(rep, F.pm_figure(runs, panels, f"{head}\n{title}"), out, "end_bpc_vs_pm", head,
+                      f"The gap between the panels is the generalization gap. {BARS}"))
+    return figs
+
+
+def rl_figures(runs: list[RunData], out: Path, title: str, rep: Report) -> list[F.FigureFile]:
+    """Agents: evaluation returns, and the first step at which the environment counted as solved."""
+    head = "Evaluation return vs weights remaining"
+    panels = [("final_return", "mean evaluation return at the end", 1),
+              ("mean_return", "mean over the evaluations during training", 1)]
+    figs = [_save(rep, F.pm_figure(runs, panels, f"{head}\n{title}"), out, "return_vs_pm", head,
+                  f"Greedy policy, the same evaluation episodes for every training. {BARS}")]
+    head = "First step at which the evaluation return reached the solved threshold vs weights remaining"
+    figs.append(_save(rep, F.pm_figure(runs, [("solved_step", "environment steps to solve", 1)], f"{head}\n{title}"),
+                      out, "solved_step_vs_pm", head,
+                      f"Lower = learns faster; a missing point never reached the threshold. {BARS}"))
     return figs
 
 
@@ -217,3 +303,5 @@ def mask_tables(stats: M.MaskStats) -> list[str]:
 
 # Sections of the experiments that study IMP's tickets: each module registers its section on import.
 from lth.report import early_bird, gradual, instability, transfer  # noqa: E402,F401
+# Sections of other experiments, registered on import (each module imports this one's `section`).
+from lth.report import beyond  # noqa: E402,F401

@@ -59,9 +59,10 @@ def set_aside(path: Path) -> Path:
     return target
 
 
-def warn_if_settings_differ(state: dict[str, Any], path: str | Path, device: torch.device, compute) -> None:
-    """Warn when CPU training resumes with another thread count or other compute settings than it was
-    checkpointed with.
+def warn_if_settings_differ(state: dict[str, Any], path: str | Path, device: torch.device, compute,
+                            world_size: int = 1) -> None:
+    """Warn when CPU training resumes with another thread count, other compute settings or another number of
+    data-parallel processes (torchrun) than it was checkpointed with.
 
     The CPU matrix kernels may split their sums differently for another number of threads, and training
     amplifies a last-bit difference, so the resumed run would not end bit for bit where an uninterrupted
@@ -71,6 +72,11 @@ def warn_if_settings_differ(state: dict[str, Any], path: str | Path, device: tor
         warnings.warn(f"resuming {path} with {torch.get_num_threads()} CPU threads; it was checkpointed with "
                       f"{saved}. The results may differ from an uninterrupted run's; to continue it exactly, "
                       f"resume with --compute.threads {saved}.", stacklevel=3)
+    saved_world = state.get("world_size", 1)
+    if saved_world != world_size:
+        warnings.warn(f"resuming {path} on {world_size} data-parallel process(es); it was checkpointed on "
+                      f"{saved_world}. Each step then splits its batch another way, so the results may differ in "
+                      f"the last bits from an uninterrupted run's.", stacklevel=3)
     recorded = state.get("compute")
     if recorded is not None:
         now = dataclasses.asdict(compute)

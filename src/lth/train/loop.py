@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from lth.config import ComputeConfig, TrainConfig
+from lth.config import ComputeConfig, TrainConfig, check_types
 from lth.errors import ConfigError
 from lth.seeds import seed_for
 from lth.train.checkpoint import (
@@ -60,6 +60,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise ConfigError(f"--device {str(device)!r} is not supported; use auto, cpu, cuda or cuda:N")
     return device
+
+
+def check_train_config(cfg: TrainConfig) -> None:
+    """The checks `lth run` makes, for a TrainConfig built in Python and handed to `train` directly."""
+    check_types(cfg, "train.")
+    cfg.check()
 
 
 @dataclass
@@ -112,13 +118,14 @@ def read_resume_state(path: Path | None) -> dict | None:
         return None
 
 
-def _load_states(hooks: list[Hooks], device: torch.device, compute: ComputeConfig) -> list[dict] | None:
+def _load_states(hooks: list[Hooks], device: torch.device, compute: ComputeConfig,
+                 world_size: int = 1) -> list[dict] | None:
     states = [read_resume_state(h.resume_path) for h in hooks]
     if all(s is None for s in states):
         return None
     if any(s is None for s in states) or len({s["step"] for s in states}) > 1:
         raise ValueError("networks trained together must all resume from the same step, or all start fresh")
-    warn_if_settings_differ(states[0], hooks[0].resume_path, device, compute)
+    warn_if_settings_differ(states[0], hooks[0].resume_path, device, compute, world_size)
     return states
 
 
@@ -140,7 +147,9 @@ def run_loop(stepper, members: list[Member], data, *, start_step: int = 0, augme
     factor = lr_factor(cfg, spe, total)
     per_batch = cfg.batch_size * max(1, train_split.y[0].numel())  # targets per batch (tokens for sequences)
 
-    states = _load_states(hooks, device, compute)
+    states = _load_states(hooks, device, compute, getattr(stepper, "world_size", 1))
+    if hasattr(stepper, "agree"):  # data-parallel (lth.train.ddp): every rank resumes from rank 0's state
+        states = stepper.agree(states)
     metrics: list[list[dict[str, Any]]] = [[] for _ in members]
     step = start_step
     if states is not None:
@@ -219,7 +228,8 @@ def run_loop(stepper, members: list[Member], data, *, start_step: int = 0, augme
         finals = torch.stack([final_loss, final_acc], dim=-1).reshape(k, 2).tolist()
     stepper.sync()
     seconds = (time.perf_counter() - t0) / k
-    return [TrainResult(metrics[j], summarize(metrics[j], tuple(finals[j])), seconds) for j in range(k)]
+    return [TrainResult(metrics[j], summarize(metrics[j], tuple(finals[j]), getattr(data, "task", "classify")),
+                        seconds) for j in range(k)]
 
 
 def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: int = 0,
@@ -234,6 +244,7 @@ def train(model: nn.Module, data, cfg: TrainConfig, *, mask=None, start_step: in
     """
     from lth.train.module import single_stepper
 
+    check_train_config(cfg)
     device = resolve_device(device) if device is not None else next(model.parameters()).device
     model.to(device)
     stepper = single_stepper(model, cfg, mask, device=device, compute=compute)
@@ -253,6 +264,8 @@ def train_batched(members: list[Member], data, *, start_step: int = 0, device: s
 
     if not members:
         return []
+    for m in members:
+        check_train_config(m.cfg)
     if any(config_key(m.cfg) != config_key(members[0].cfg) for m in members):
         raise ValueError("batched networks must share their train config (all but data_seed)")
     device = resolve_device(device) if device is not None else next(members[0].model.parameters()).device

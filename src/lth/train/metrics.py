@@ -51,12 +51,19 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int
     return loss_sum / n, correct / n
 
 
-def summarize(metrics: list[dict[str, float]], final_train: tuple[float, float]) -> dict[str, Any]:
+def bits(loss: float | None) -> float | None:
+    """Bits per token (character) of a mean cross-entropy in nats."""
+    return None if loss is None else loss / math.log(2)
+
+
+def summarize(metrics: list[dict[str, float]], final_train: tuple[float, float],
+              task: str = "classify") -> dict[str, Any]:
     """Early stop (minimum validation loss; ties: the earlier step; a diverged NaN loss never wins) and
-    end-of-training numbers."""
+    end-of-training numbers. A language model (task "lm") also gets the test loss at the early stop and bits
+    per character (loss / ln 2) of each loss: the fields its tables and figures show instead of accuracy."""
     best = min(metrics, key=lambda m: (math.isnan(m["val_loss"]), m["val_loss"], m["step"]))
     last = metrics[-1]
-    return {
+    out = {
         "iterations": int(last["step"]),
         "early_stop_step": int(best["step"]),
         "early_stop_val_loss": best["val_loss"],
@@ -68,3 +75,8 @@ def summarize(metrics: list[dict[str, float]], final_train: tuple[float, float])
         "final_train_loss": final_train[0],
         "final_train_acc": final_train[1],
     }
+    if task == "lm":
+        out.update({"early_stop_test_loss": best["test_loss"], "early_stop_val_bpc": bits(best["val_loss"]),
+                    "early_stop_test_bpc": bits(best["test_loss"]), "final_train_bpc": bits(final_train[0]),
+                    "final_test_bpc": bits(last["test_loss"])})
+    return out

@@ -16,13 +16,18 @@ is one file in this folder plus its import line below.
 from __future__ import annotations
 
 # The built-in criteria: importing a module registers its criteria.
-from lth.prune.criteria import magnitude, zhou  # noqa: E402,F401
+from lth.prune.criteria import init, magnitude, zhou  # noqa: E402,F401
 from lth.prune.criteria.base import (
     CRITERIA,
+    SPECS,
     Criterion,
     CriterionContext,
+    CriterionSpec,
+    check_criterion,
     criterion,
+    criterion_spec,
     get_criterion,
 )
 
-__all__ = ["CRITERIA", "Criterion", "CriterionContext", "criterion", "get_criterion"]
+__all__ = ["CRITERIA", "SPECS", "Criterion", "CriterionContext", "CriterionSpec", "check_criterion", "criterion",
+           "criterion_spec", "get_criterion"]
