@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import run_results
 
 from lth.config import (
     DataConfig,
@@ -83,18 +84,6 @@ def kill_training(monkeypatch, nth: int, at: int) -> None:
     monkeypatch.setattr(loop, "run_loop", run_loop)
 
 
-def results(root: Path) -> dict:
-    out = {}
-    for p in sorted(root.rglob("summary.json")):
-        s = json.loads(p.read_text())
-        s.pop("seconds", None)
-        out[str(p.relative_to(root))] = s
-    for pattern in ("metrics.csv", "*.safetensors"):
-        for p in sorted(root.rglob(pattern)):
-            out[str(p.relative_to(root))] = p.read_bytes()
-    return out
-
-
 @pytest.mark.parametrize("name, nth", [("instability", 3), ("transfer", 4), ("early_bird", 2), ("gradual", 1)])
 def test_killed_experiment_resumes_with_identical_results(name, nth, source, tmp_path, monkeypatch, capsys):
     clean = launch(configs(tmp_path / "clean", source)[name], progress=False, log=quiet)
@@ -106,7 +95,7 @@ def test_killed_experiment_resumes_with_identical_results(name, nth, source, tmp
     assert list(Path(cfg.out_dir).rglob("resume.pt")), "the killed training left no state to resume from"
     resumed = launch(cfg, progress=False, log=quiet)
     assert resumed.root.name == clean.root.name
-    killed_files, clean_files = results(resumed.root), results(clean.root)
+    killed_files, clean_files = run_results(resumed.root), run_results(clean.root)
     assert set(killed_files) == set(clean_files)
     assert [k for k in clean_files if killed_files[k] != clean_files[k]] == []
     assert not list(resumed.root.rglob("resume.pt"))
@@ -288,3 +277,10 @@ def test_conv_presets_on_fashion_mnist_have_the_papers_settings():
     rethinking = presets.get("rethinking_conv2_fashion_mnist")
     assert rethinking.train.lr == 10 * presets.get("conv2_fashion_mnist").train.lr
     assert rethinking.lottery.controls == ("reinit",)
+
+
+def test_early_bird_distance_figure_draws_at_most_four_levels_first_and_last_included():
+    from lth.report.early_bird import shown_levels
+
+    assert shown_levels(list(range(1, 16))) == [1, 6, 10, 15]
+    assert shown_levels([2, 5, 9]) == [2, 5, 9]

@@ -28,27 +28,45 @@ def _mean(rows: list[list[float | None]]) -> np.ndarray:
     return np.array([[np.nan if v is None else v for v in r] for r in rows], dtype=float).mean(0)
 
 
+def shown_levels(levels: list[int], most: int = 4) -> list[int]:
+    """At most `most` levels, evenly spread from the first to the last: one line pair per level stays readable."""
+    if len(levels) <= most:
+        return levels
+    return [levels[round(i * (len(levels) - 1) / (most - 1))] for i in range(most)]
+
+
 def distance_figure(by_level: dict[int, list[dict]], title: str):
-    fig, axes = F.new_figure(width=7.2, height=4.6)
+    """Color = level (at most four, evenly spread); solid = the FIFO distance You et al. stop on, dashed = the
+    distance to IMP's mask. One legend under the axes."""
+    from matplotlib.lines import Line2D
+
+    fig, axes = F.new_figure(width=7.2, height=4.8)
     ax = axes[0, 0]
-    for i, (level, recs) in enumerate(by_level.items()):
+    levels = shown_levels(list(by_level))
+    handles = []
+    for i, level in enumerate(levels):
+        recs = by_level[level]
         steps = np.array(recs[0]["steps"])
         color = f"C{i % 10}"
-        pm = F.pm_text(recs[0]["remaining_percent"])
-        ax.plot(steps, 100 * _mean([r["window_distance"] for r in recs]), color=color, lw=1.6, marker=".",
-                label=f"P_m={pm}%: max distance to the previous {recs[0]['window'] - 1} masks")
-        ax.plot(steps, 100 * _mean([r["imp_distance"] for r in recs]), color=color, lw=1, ls="--",
-                label=f"P_m={pm}%: distance to IMP's mask")
+        ax.plot(steps, 100 * _mean([r["window_distance"] for r in recs]), color=color, lw=1.6, marker=".")
+        ax.plot(steps, 100 * _mean([r["imp_distance"] for r in recs]), color=color, lw=1, ls="--")
         for r in recs:
             if r.get("draw_step") is not None:
                 ax.axvline(r["draw_step"], color=color, lw=0.8, ls=":")
-    eps = by_level[next(iter(by_level))][0]["eps"]
-    ax.axhline(100 * eps, color="0.3", lw=1, ls="-.", label=f"ε = {eps:g}")
+        handles.append(Line2D([], [], color=color, lw=2, label=f"level {level}: P_m={F.pm_text(recs[0]['remaining_percent'])}%"))
+    first = by_level[levels[0]][0]
+    eps = first["eps"]
+    ax.axhline(100 * eps, color="0.3", lw=1, ls="-.")
+    handles += [Line2D([], [], color="0.3", lw=1.6, marker=".", label=f"max distance to the previous {first['window'] - 1} masks"),
+                Line2D([], [], color="0.3", lw=1, ls="--", label="distance to IMP's mask"),
+                Line2D([], [], color="0.3", lw=1, ls="-.", label=f"ε = {eps:g}")]
     ax.set_xlabel("iteration of the dense training (dotted: where the ticket was drawn)")
     ax.set_ylabel("normalized Hamming distance (% of weights)")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=7)
-    F.suptitle(fig, title)
+    fig.legend(handles=handles, loc="outside lower center", ncols=2, fontsize=7.5)
+    shown = "" if len(levels) == len(by_level) else f" (levels {', '.join(map(str, levels))} of {len(by_level)})"
+    head, _, rest = title.partition("\n")
+    F.suptitle(fig, f"{head}{shown}\n{rest}" if rest else f"{head}{shown}")
     return fig
 
 
