@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import lth  # noqa: F401  before torch, as the lth command: lth sets the OpenMP wait that torch reads on load
 import torch
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -85,11 +85,12 @@ def test_a_machine_without_a_load_average_is_not_an_error(tiny_cfg, monkeypatch)
     run_imp(replace(tiny_cfg, lottery=replace(tiny_cfg.lottery, levels=0)), progress=False, log=quiet)
 
 
-@pytest.mark.parametrize("given, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
-def test_openmp_threads_wait_passively_unless_told_otherwise(given, expected):  # item 14
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if given:
-        env["OMP_WAIT_POLICY"] = given
-    code = "import os, lth; print(os.environ['OMP_WAIT_POLICY'])"  # set before lth imports torch
+@pytest.mark.parametrize("given, expected", [({}, "None 3000"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "ACTIVE None"),
+                                             ({"OMP_WAIT_POLICY": "PASSIVE"}, "PASSIVE None"),
+                                             ({"GOMP_SPINCOUNT": "0"}, "None 0")])
+def test_openmp_threads_spin_briefly_unless_told_otherwise(given, expected):  # item 14
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | given
+    # Set before lth imports torch: libgomp reads it when it loads.
+    code = "import os, lth; print(os.environ.get('OMP_WAIT_POLICY'), os.environ.get('GOMP_SPINCOUNT'))"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == expected

@@ -16,11 +16,15 @@ from __future__ import annotations
 import importlib
 import os
 
-# OpenMP threads that wait for work spin by default, on cores another process needs: two trainings sharing
-# a 2-core machine then ran about 8x slower than alone, instead of 2x (issue 15, benchmarks/concurrency.py).
-# Passive waiting costs little alone. OpenMP reads this when torch loads, hence here, before any torch import
-# of lth's; an explicit setting (or torch imported before lth) wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# OpenMP threads that wait for work spin by default (libgomp: 300,000 rounds, a few ms), on cores another
+# process needs: two trainings sharing a 2-core machine then ran about 8x slower than alone (issue 15).
+# Not spinning at all (OMP_WAIT_POLICY=PASSIVE) cost a training alone 1.6x on a 2-core VM, where a sleeping
+# thread is slow to wake. A short spin keeps most of the solo speed and still meets the shared-machine
+# targets (benchmarks/concurrency.py). libgomp reads this when torch loads, hence here, before any torch
+# import of lth's; an explicit OMP_WAIT_POLICY or GOMP_SPINCOUNT (or torch imported before lth) wins.
+SPIN_COUNT = "3000"
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", SPIN_COUNT)
 
 __version__ = "0.2.0"
 
