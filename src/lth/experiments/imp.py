@@ -232,9 +232,7 @@ class Imp:
 
         ones = Mask({n: t.new_ones(t.shape) for n, t in mask.items()})
         want = self.plan.target_counts(ones, rounds=level)
-        kept = mask.kept()
-        got = sum(kept[n] for n in self.plan.pruned) if isinstance(want, int) else {n: kept[n] for n in want}
-        if got != want:
+        if self.plan.counts_of(mask, want) != want:
             raise RunFolderError(f"{path} keeps {100 * mask.density():.2f}% of the weights, but level {level} of this "
                                  f"run keeps {self.schedule[level] if level < len(self.schedule) else '?'}%: the file "
                                  f"was copied or moved from elsewhere. Delete {path.parent} to recompute that level.")

@@ -191,9 +191,7 @@ class PruneAtInit:
 
     def _check_counts(self, mask, level: int, path) -> None:
         counts = self.counts(level)
-        kept = mask.kept()
-        got = sum(kept[n] for n in self.plan.pruned) if isinstance(counts, int) else {n: kept[n] for n in counts}
-        if got != counts:
+        if self.plan.counts_of(mask, counts) != counts:
             raise RunFolderError(f"{path} keeps {100 * mask.density():.2f}% of the weights, not the "
                                  f"{self.schedule[level]:.2f}% of level {level}: the file was copied or moved from "
                                  f"elsewhere. Delete {path.parent} to recompute that training.")

@@ -67,6 +67,12 @@ class PrunePlan:
             return global_kept_after(sum(kept[n] for n in self.pruned), next(iter(self.rates.values())), rounds)
         return kept_after(kept, self.rates, rounds)
 
+    def counts_of(self, mask: Mask, like: dict[str, int] | int) -> dict[str, int] | int:
+        """The mask's kept counts in the form of `like` (a target_counts result): the pruned layers' total for
+        global pruning, else per layer; equal to `like` exactly when the mask has those counts."""
+        kept = mask.kept()
+        return sum(kept[n] for n in self.pruned) if isinstance(like, int) else {n: kept[n] for n in like}
+
 
 def _keep_top(scores: torch.Tensor, alive: torch.Tensor, k: int) -> torch.Tensor:
     """Boolean mask keeping the k highest-scoring alive entries of a flat tensor (ties: earlier index wins).
