@@ -24,6 +24,7 @@ import math
 import sys
 from pathlib import Path
 
+import lth  # noqa: F401, E402  before torch, as the lth command: see common.py
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

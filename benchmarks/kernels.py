@@ -12,6 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
+import lth  # noqa: F401, E402  before torch, as the lth command: see common.py
 import torch
 import torch.nn.functional as F
 

@@ -30,6 +30,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
+import lth  # noqa: F401, E402  before torch, as the lth command: see common.py
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
