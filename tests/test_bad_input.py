@@ -281,3 +281,12 @@ def test_tyros_boxed_errors_become_one_line(box):  # item 11 sibling: both of ty
     from lth.cli import _unbox
 
     assert _unbox(box) == "Error parsing --train.lr: could not convert 'abc'"
+
+
+def test_an_old_config_file_with_a_non_mapping_section_is_a_config_error():
+    from lth.config import ImpConfig
+    from lth.config.parse import from_dict
+    from lth.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        from_dict(ImpConfig, {"train": {"amp": True}, "compute": 3})

@@ -122,3 +122,18 @@ def test_a_killed_loop_resumes_from_its_saved_state_bit_for_bit(tmp_path):
         a, b = load_weights(store.final_path(unit)), load_weights(clean.final_path(unit))
         assert all(torch.equal(a[k], b[k]) for k in a)
     assert not store.resume_path(Unit(0, 1, "ticket")).exists()
+
+
+def test_a_loop_that_logs_its_own_test_accuracy_is_not_damaged(tmp_path):
+    """A user's loop may log a test accuracy other than the final one it returns (its last log comes before
+    its final evaluation): the run folder is not damaged, and its report is written."""
+    from lth.report import build_report
+
+    def train_fn(model, mask, loop):
+        loop.log(10, test_acc=0.4)
+        return {"final_test_acc": 0.5}
+
+    store = find_tickets(net, train_fn, name="logs", out_dir=str(tmp_path), log=quiet,
+                         lottery=LotteryConfig(levels=1, controls=()))
+    assert store.metrics(Unit(0, 1, "ticket"))[-1]["test_acc"] == 0.4
+    assert build_report([store.root], tmp_path / "report").figures

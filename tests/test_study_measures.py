@@ -139,3 +139,26 @@ def test_early_bird_distance_is_normalized_over_all_weights():
     a = Mask({"x": torch.tensor([True, False]), "y": torch.ones(8, dtype=torch.bool)})
     b = Mask({"x": torch.tensor([False, True]), "y": torch.ones(8, dtype=torch.bool)})
     assert window_distances([a, b], window=2) == [None, 0.2]
+
+
+def test_gradual_early_stop_skips_the_evaluation_before_the_last_update():
+    """The evaluation at step `end` follows the step at index end − 1, before the last mask update: it is one
+    update short of the final sparsity, so it may not be the early stop even where its loss is lowest."""
+    from types import SimpleNamespace
+
+    from lth.experiments.gradual import pruned_early_stop
+
+    rows = [{"step": s, "val_loss": loss, "val_acc": 0.5, "test_acc": 0.5, "test_loss": loss}
+            for s, loss in ((0, 0.1), (100, 0.2), (200, 0.05), (300, 0.3), (400, 0.4))]
+    result = SimpleNamespace(metrics=rows, summary={"final_train_loss": 0.3, "final_train_acc": 0.9})
+    assert pruned_early_stop(result, end=200)["early_stop_step"] == 300
+
+
+def test_gradual_mask_never_regrows_where_the_final_sparsity_is_below_the_initial():
+    from lth.prune.gradual import GradualSchedule
+
+    schedule = GradualSchedule(0, 4, 10, {"a": 80, "b": 20}, {"a": 100, "b": 100}, initial_sparsity=0.5)
+    kept = [schedule.counts(t) for t in range(0, 50, 10)]
+    assert [k["a"] for k in kept] == [80] * 5  # final sparsity 0.2 < s_i 0.5: it starts (and stays) there
+    assert [k["b"] for k in kept][0] == 50 and kept[-1]["b"] == 20
+    assert all(x >= y for x, y in zip([k["b"] for k in kept], [k["b"] for k in kept][1:]))

@@ -26,6 +26,17 @@ def test_a_grid_naming_an_unknown_field_is_refused(tmp_path, capsys):
     assert not list(tmp_path.iterdir())
 
 
+def test_a_grid_whose_values_name_one_run_folder_is_refused(tmp_path, capsys):
+    """Levels extend a run and threads are not part of it: such a grid would run one folder twice."""
+    tiny = [a for a in TINY if a not in ("--lottery.levels", "--compute.threads")]
+    tiny.remove("1")
+    tiny.remove("1")
+    for argv in (["run", "--lottery.levels", "1", "2"], ["run", "--compute.threads", "1", "2"]):
+        assert main([*argv, *tiny, "--out", str(tmp_path)]) == 2
+        assert "give one run folder" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
 def test_a_killed_sweep_restarts_and_skips_finished_runs(tmp_path):
     out, data = tmp_path / "runs", tmp_path / "data"
     cmd = [sys.executable, "-m", "lth", "sweep", "--grid", "train.lr=3e-3,1e-2", *TINY, "--train.budget", "400it",

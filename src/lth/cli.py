@@ -248,6 +248,7 @@ def _sweep(experiment, base, grid: dict[str, list], opts) -> int:
     keys = list(grid)
     combos = list(itertools.product(*(grid[k] for k in keys)))
     configs = [override(base, dict(zip(keys, combo))) for combo in combos]
+    _refuse_one_folder_twice(experiment, configs, keys, combos)
     print(format_config(base) + f"\n\nsweep over {', '.join(keys)}: {len(configs)} runs\n")
     titles = [f"[{i + 1}/{len(configs)}] " + ", ".join(f"{k}={v}" for k, v in zip(keys, map(str, combo_of(cfg, keys))))
               for i, cfg in enumerate(configs)]
@@ -264,6 +265,24 @@ def _sweep(experiment, base, grid: dict[str, list], opts) -> int:
     tag = hashlib.sha256(" ".join(sorted(s.root.name for s in stores)).encode()).hexdigest()[:8]
     _finish(experiment, stores, opts, Path(base.out_dir) / f"sweep-{base.preset or experiment.name}-{tag}")
     return 0
+
+
+def _refuse_one_folder_twice(experiment, configs: list, keys: list[str], combos: list) -> None:
+    """Two grid points that name one run folder would run (or, on Ray, lock) the same run twice: fields that
+    extend a run (levels, replicates, k), local settings (compute, executor) and what a source run fixes are
+    not part of a run's identity."""
+    from lth.store import run_name
+
+    seen: dict[str, tuple] = {}
+    for cfg, combo in zip(configs, combos):
+        name = run_name(experiment.resolve(cfg) if experiment.resolve is not None else cfg)
+        if name in seen:
+            differ = [k for k, a, b in zip(keys, seen[name], combo) if a != b]
+            raise ConfigError(f"--grid {' '.join(differ)}: the values {seen[name]} and {combo} give one run folder "
+                              f"({name}): levels, replicates and k extend a run, compute and executor settings are "
+                              "not part of it, and a source run fixes its own settings. Give one value (the largest "
+                              "for an extent), or sweep a field that names its own run")
+        seen[name] = combo
 
 
 def _sweep_on_ray(configs: list, titles: list[str], progress: bool | None) -> list:
@@ -310,6 +329,24 @@ def _grid_values(values: list[str]) -> list:
     return [yaml.safe_load(v) if v.strip() else v for v in values]
 
 
+def _refuse_overridden_flags(argv: list[str], given, resolved) -> None:
+    """A flag whose value the experiment replaces (with the settings of the source run it builds on) would be
+    ignored without a word: refuse it, naming the value that will be used."""
+    for token in argv:
+        if not token.startswith("--"):
+            continue
+        key = token[2:].split("=", 1)[0]
+        a, b = given, resolved
+        for part in key.split("."):
+            if not (hasattr(a, part) and hasattr(b, part)):
+                break
+            a, b = getattr(a, part), getattr(b, part)
+        else:
+            if a != b:
+                raise ConfigError(f"--{key} {a!r} is not used: this experiment takes it from the run it builds on "
+                                  f"({b!r}). Drop the flag, or run a new source with it first")
+
+
 def experiment_command(name: str):
     def command(argv: list[str], prog: str) -> int:
         from lth.experiments import EXPERIMENTS
@@ -318,7 +355,8 @@ def experiment_command(name: str):
         argv, grid = split_sweep_flags(_with_positionals(argv, experiment.positional), experiment.config)
         cfg, opts = resolve_config(argv, prog, experiment.config, experiment.default_preset)
         if experiment.resolve is not None:  # e.g. a source run's settings: print what will run
-            cfg = experiment.resolve(cfg)
+            given, cfg = cfg, experiment.resolve(cfg)
+            _refuse_overridden_flags(argv, given, cfg)
         if grid:
             return _sweep(experiment, cfg, {k: _grid_values(v) for k, v in grid.items()}, opts)
         print(format_config(cfg), end="\n\n")

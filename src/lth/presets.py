@@ -91,15 +91,11 @@ PRESETS: dict[str, Preset] = {
     # Greydanus prunes this MLP to ~99% sparsity, where tickets separate from their controls; 30% per level
     # (output 15%) reaches P_m ≈ 1.9% in 12 levels, which keeps the default run to a few minutes.
     "mnist1d_mlp": Preset(
-        _exp("mnist1d", ModelConfig(name="mnist1d_mlp", hidden=(500, 500)),
-             TrainConfig(optimizer="adam", lr=2e-2, batch_size=100, budget="1500it", eval_every="50it"),
-             PruneConfig(strategy="layerwise", rate=0.3, output_rate=0.15), levels=12),
+        _MNIST1D,
         "MNIST-1D lottery experiment (Greydanus): MLP 40-500-500-10, Adam 2e-2, batch 100, 1,500 steps, "
         "layer-wise 30% (output 15%) to P_m 1.9%. The default: runs offline in minutes."),
     "lenet_300_100_mnist": Preset(
-        _exp("mnist", ModelConfig(name="lenet_300_100"),
-             TrainConfig(optimizer="adam", lr=1.2e-3, batch_size=60, budget="50000it", eval_every="100it"),
-             _LAYERWISE_FC, levels=20),
+        _LENET,
         "Frankle & Carbin Fig. 3/4: LeNet-300-100 on MNIST, Adam 1.2e-3, batch 60, 50K iterations, "
         "layer-wise 20% (output 10%)."),
     "conv2_cifar10": Preset(_conv("conv2", 2e-4, "20000it", 0.1),
@@ -134,9 +130,7 @@ PRESETS: dict[str, Preset] = {
                                   "Conv-6 on Fashion-MNIST with Frankle & Carbin's Conv-6 settings: Adam 3e-4, "
                                   "30K it; conv 15%, fc 20%, output 10%."),
     "lenet_300_100_fashion_mnist": Preset(
-        _exp("fashion_mnist", ModelConfig(name="lenet_300_100"),
-             TrainConfig(optimizer="adam", lr=1.2e-3, batch_size=60, budget="50000it", eval_every="100it"),
-             _LAYERWISE_FC, levels=20),
+        _on_fashion_mnist(_LENET),
         "LeNet-300-100 on Fashion-MNIST with the MNIST settings (the target of `lth transfer` from MNIST)."),
     # Liu et al. 2019: does the ticket's initialization matter? Ticket against random reinit at a large
     # learning rate (here 10x the paper's Conv-2 rate); run it at both rates with --train.lr 2e-4 2e-3.

@@ -376,8 +376,10 @@ class RunStore:
         steps = [r["step"] for r in out]
         if None in steps or steps != sorted(set(steps)):
             raise damaged(path, "its steps are not increasing", fix)
-        if self.is_done(unit):  # the training's summary says where its metrics end
-            s = self.summary(unit)
+        s = self.summary(unit) if self.is_done(unit) else None
+        # lth's loop writes both files from one evaluation record (it always records an early stop); a user's
+        # own loop (find_tickets, lth rl) logs what it likes and returns its own final numbers.
+        if s is not None and s.early_stop_step is not None:
             if s.iterations is not None and steps[-1] != s.iterations:
                 raise damaged(path, f"it ends at step {steps[-1]:.0f}, but the training ran {s.iterations} "
                                     "(summary.json)", fix)

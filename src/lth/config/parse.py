@@ -125,7 +125,8 @@ def from_dict(cls: type[T], data: dict[str, Any], *, base: T | None = None, wher
             data[new] = data.pop(old)
     if not section:
         for (sec, old), (to, new) in _MOVED.items():
-            if isinstance(data.get(sec), dict) and old in data[sec] and to in {f.name for f in fields(cls)}:
+            if (isinstance(data.get(sec), dict) and old in data[sec] and to in {f.name for f in fields(cls)}
+                    and isinstance(data.get(to) or {}, dict)):  # else the section check below names `to`
                 value = data[sec][old]
                 data[sec] = {k: v for k, v in data[sec].items() if k != old}
                 data[to] = {new: value, **(data.get(to) or {})}

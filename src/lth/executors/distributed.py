@@ -98,12 +98,22 @@ class DistributedExecutor(LocalExecutor):
         super().__init__(**kwargs)
         init_from_env()
 
+    def run_jobs(self, jobs: list[TrainJob | None]) -> list[JobResult | None]:
+        for job in jobs:
+            if job is not None and job.train_fn is not None:  # it would run on rank 0 while the others wait
+                raise ConfigError(f"{job.key} trains with its own loop (a train_fn: lth rl, find_tickets), which "
+                                  "cannot run data-parallel; run it without torchrun")
+        return super().run_jobs(jobs)
+
     def _run_lth_jobs(self, jobs: list[TrainJob]) -> list[JobResult]:
         results = []
         for job in jobs:
             if job.stepper is not None:
                 raise ConfigError(f"{job.key} trains with its own stepper, which cannot run data-parallel; run "
                                   "this experiment without torchrun")
+            if job.train.batch_size < world_size():  # a rank with no rows would make every loss NaN
+                raise ConfigError(f"--train.batch_size {job.train.batch_size} is smaller than the {world_size()} "
+                                  "torchrun processes, which split each batch: give each at least one example")
             _broadcast((job, self.device.type, self.compute))
             results.append(train_data_parallel(job, self.device, self.compute, self.dataset(job.data),
                                                writer=True, progress=self.progress))

@@ -48,6 +48,24 @@ class Experiment:
     """The preset the CLI starts from without --preset (None: the CLI's default, mnist1d_mlp)."""
 
 
+class ShipsWithoutData:
+    """For an experiment's step object whose bound methods an executor ships to worker processes (Ray): the
+    dataset does not travel with each step (a worker loads it once, `process_dataset`), nor do the masks
+    cached in this process. A subclass sets `cfg`, `_data` and `_has_data` (False: the experiment has no
+    dataset)."""
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_data": None, "_masks": {}}
+
+    @property
+    def data(self):
+        if self._data is None and self._has_data:
+            from lth.executors.base import process_dataset
+
+            self._data = process_dataset(self.cfg.data)
+        return self._data
+
+
 EXPERIMENTS: dict[str, Experiment] = {}
 
 

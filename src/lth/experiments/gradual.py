@@ -212,11 +212,12 @@ class Gradual:
 
 
 def pruned_early_stop(result, end: int) -> dict:
-    """The early stop among the evaluations at the final sparsity (from the last mask update on): the loop's
-    own would pick the dense network when the validation loss is lowest before pruning ends."""
+    """The early stop among the evaluations at the final sparsity: the loop's own would pick the dense network
+    when the validation loss is lowest before pruning ends. The last update runs before step `end` + 1 (the
+    evaluation at step s follows the step at index s − 1), so the evaluation at `end` is one update short."""
     from lth.train.metrics import summarize
 
-    rows = [m for m in result.metrics if m["step"] >= end]
+    rows = [m for m in result.metrics if m["step"] > end]
     final_train = (result.summary["final_train_loss"], result.summary["final_train_acc"])
     return {k: v for k, v in summarize(rows, final_train).items() if k.startswith("early_stop")}
 

@@ -25,6 +25,7 @@ from lth.config import ImpConfig, LotteryConfig, PruneConfig
 from lth.errors import ConfigError, RunFolderError
 from lth.experiments.base import (
     Experiment,
+    ShipsWithoutData,
     criterion_batches,
     draw_init,
     init_state,
@@ -119,7 +120,7 @@ def check(cfg: ImpConfig, data) -> None:
     check_criterion(cfg.prune.criterion, PROVIDES, strategy=cfg.prune.strategy, where="IMP")
 
 
-class Imp:
+class Imp(ShipsWithoutData):
     """The steps of one IMP run. Each is a function of where it sits (replicate, level, branch) that reads and
     writes the run folder and skips what is already there."""
 
@@ -137,19 +138,6 @@ class Imp:
         a file copied from another replicate, level, branch or run is refused instead of used."""
         out = {"run": self._run, "file": file, "replicate": replicate}
         return {**out, **({"level": level} if level is not None else {}), **({"branch": branch} if branch else {})}
-
-    def __getstate__(self) -> dict:
-        """What travels to a worker process (Ray) with each step: not the dataset, which a worker loads once
-        (on the CPU, for criteria that read batches), nor the masks cached in this process."""
-        return {**self.__dict__, "_data": None, "_masks": {}}
-
-    @property
-    def data(self):
-        if self._data is None and self._has_data:
-            from lth.executors.base import process_dataset
-
-            self._data = process_dataset(self.cfg.data)
-        return self._data
 
     def seed(self, replicate: int) -> int:
         return seed_for("init", self.cfg.seed, replicate)

@@ -30,7 +30,7 @@ from typing import Any
 from lth.config import ImpConfig, parse_steps
 from lth.config.fields import _extent, _local
 from lth.errors import ConfigError
-from lth.experiments.base import Experiment, register
+from lth.experiments.base import Experiment, ShipsWithoutData, register
 from lth.names import CONTROLS, DENSE, RANDOM_PRUNE, REINIT, TICKET
 from lth.seeds import seed_for
 
@@ -118,11 +118,12 @@ def branch(base: str, k: int, copy: str = "") -> str:
     return f"{base}_k{k}" + (f"_{copy}" if copy else "")
 
 
-class Instability:
+class Instability(ShipsWithoutData):
     """The trainings and measurements of one instability run; each step skips what the run folder has."""
 
     def __init__(self, cfg: InstabilityConfig, store, source, build: Callable[[int], Any], ks: list[int], data):
-        self.cfg, self.store, self.source, self.build, self.ks, self.data = cfg, store, source, build, ks, data
+        self.cfg, self.store, self.source, self.build, self.ks = cfg, store, source, build, ks
+        self._data, self._has_data = data, data is not None
         self.levels = sorted(set(cfg.instability.levels))
         self._masks: dict[tuple[int, int, str], Any] = {}
 

@@ -22,10 +22,11 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from lth.config import PAI_ABLATIONS, PaiSection, PruneAtInitConfig
+from lth.config import PAI_ABLATIONS, PaiSection, PruneAtInitConfig, PruneConfig
 from lth.errors import ConfigError, RunFolderError
 from lth.experiments.base import (
     Experiment,
+    ShipsWithoutData,
     criterion_batches,
     draw_init,
     init_state,
@@ -92,18 +93,21 @@ def check(cfg: PruneAtInitConfig, data) -> None:
     if cfg.pai.scope == "layerwise" and cfg.prune.strategy != "layerwise":
         raise ConfigError("--pai.scope layerwise takes its per-layer counts from a layer-wise schedule; set "
                           "--prune.strategy layerwise, or use --pai.scope global")
+    if cfg.prune.criterion != PruneConfig.criterion:
+        raise ConfigError(f"prune_at_init takes its criteria from --pai.criteria, not --prune.criterion "
+                          f"({cfg.prune.criterion!r}); drop --prune.criterion")
     for name in cfg.pai.criteria:
         check_criterion(name, PROVIDES, strategy=cfg.pai.scope, where="prune_at_init", flag="--pai.criteria")
 
 
-class PruneAtInit:
+class PruneAtInit(ShipsWithoutData):
     """The steps of one run, each a function of where it sits (replicate, level, branch) that reads and writes
     the run folder and skips what is already there."""
 
     def __init__(self, cfg: PruneAtInitConfig, store, build, data):
         from lth.prune import PrunePlan, pm_schedule
 
-        self.cfg, self.store, self.build, self.data = cfg, store, build, data
+        self.cfg, self.store, self.build, self._data, self._has_data = cfg, store, build, data, data is not None
         self.plan = _plan(cfg, build(cfg.seed))  # IMP's schedule: the targets
         # The selection: global over the pruned layers (the papers'), or IMP's per-layer counts.
         self.select_plan = self.plan if cfg.pai.scope == "layerwise" else \
@@ -243,8 +247,12 @@ class PruneAtInit:
         for level in self.levels():
             handles = []
             for r in range(self.cfg.pai.replicates):
+                masks = {}
                 for branch in branch_names(self.cfg.pai, level):
-                    ready = executor.submit(self.mask, r, level, branch, inits[r])
+                    # shuffle and reinit reuse their criterion's mask: wait for it rather than compute it twice
+                    criterion, ablation = split_branch(branch)
+                    after = masks[criterion] if ablation in ("shuffle", "reinit") else inits[r]
+                    ready = masks[branch] = executor.submit(self.mask, r, level, branch, after)
                     job = executor.submit(self.job, r, level, branch, ready)
                     handles.append(executor.submit(self.record, r, level, branch, executor.train(job)))
             out.append(handles)

@@ -23,7 +23,7 @@ from typing import Any
 
 from lth.config import SupermaskConfig, SupermaskSection
 from lth.errors import ConfigError
-from lth.experiments.base import Experiment, draw_init, init_state, register
+from lth.experiments.base import Experiment, ShipsWithoutData, draw_init, init_state, register
 from lth.names import DENSE
 from lth.seeds import seed_for
 
@@ -54,9 +54,9 @@ def check(cfg: SupermaskConfig, data) -> None:
                                   f"that network could not pass a signal; use k >= {0.5 / params[n].numel():.2g}")
 
 
-class Supermask:
+class Supermask(ShipsWithoutData):
     def __init__(self, cfg: SupermaskConfig, store, build, data):
-        self.cfg, self.store, self.build, self.data = cfg, store, build, data
+        self.cfg, self.store, self.build, self._data, self._has_data = cfg, store, build, data, data is not None
         self.ks = cfg.supermask.k
 
     def seed(self, replicate: int) -> int:
@@ -189,16 +189,14 @@ class Supermask:
 
 def large_final_mask(trained: dict[str, Any], names: list[str], k: float):
     """Per layer, the round(k·n) weights of largest trained magnitude (ties: the earlier position)."""
-    import torch
-
     from lth.prune import Mask
-    from lth.prune.select import _keep_top
+    from lth.prune.select import keep_top_k
     from lth.train.supermask import kept_count
 
     out = {}
     for n in names:
-        w = torch.nan_to_num(trained[n].detach().abs().float().flatten(), nan=-torch.inf)  # a diverged weight
-        out[n] = _keep_top(w, torch.ones_like(w, dtype=torch.bool), kept_count(k, w.numel())).view(trained[n].shape)
+        w = trained[n].detach().abs().float().flatten()
+        out[n] = keep_top_k(w, kept_count(k, w.numel())).view(trained[n].shape)
     return Mask(out)
 
 

@@ -64,4 +64,5 @@ class GradualSchedule:
                 for name, size in self.sizes.items()}
 
     def sparsity(self, t: int, s_f: float) -> float:
-        return cubic_sparsity(t, self.t0, self.n, self.dt, self.initial_sparsity, s_f)
+        # A layer whose final sparsity is below s_i starts at its final sparsity: a mask never regrows.
+        return cubic_sparsity(t, self.t0, self.n, self.dt, min(self.initial_sparsity, s_f), s_f)

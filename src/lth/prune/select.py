@@ -74,24 +74,26 @@ class PrunePlan:
         return sum(kept[n] for n in self.pruned) if isinstance(like, int) else {n: kept[n] for n in like}
 
 
-def _keep_top(scores: torch.Tensor, alive: torch.Tensor, k: int) -> torch.Tensor:
-    """Boolean mask keeping the k highest-scoring alive entries of a flat tensor (ties: earlier index wins).
+def keep_top_k(scores: torch.Tensor, k: int) -> torch.Tensor:
+    """Boolean mask keeping the k highest entries of a flat tensor (ties: the earlier index wins; NaN ranks
+    below every number but above -inf, so a diverged weight is kept last and the count is always k).
 
-    The same as taking the first k of a stable descending sort, found in linear time: everything above the
-    k-th largest score, then the earliest entries equal to it (iterative criteria select 100 times)."""
-    s = torch.where(alive, scores, torch.full_like(scores, -torch.inf))
-    keep = torch.zeros_like(alive)
-    if k <= 0:
-        return keep
-    if k >= s.numel():
-        keep[:] = True
-        return keep
-    threshold = torch.kthvalue(s.cpu(), s.numel() - k + 1).values.to(s.device)
+    The same as taking the first k of a stable descending sort, found in linear time and without a host sync:
+    everything above the k-th largest score, then the earliest entries equal to it. IMP's criteria, SynFlow's
+    100 rounds and edge-popup's every step select with it."""
+    n = scores.numel()
+    if k <= 0 or k >= n:
+        return torch.full_like(scores, k > 0, dtype=torch.bool)
+    s = torch.where(torch.isnan(scores), torch.finfo(scores.dtype).min, scores)
+    threshold = torch.kthvalue(s, n - k + 1).values
     above = s > threshold
-    ties = torch.nonzero(s == threshold).flatten()[: k - int(above.sum())]
-    keep |= above
-    keep[ties] = True
-    return keep
+    ties = s == threshold
+    return above | (ties & (ties.cumsum(0) <= k - above.sum()))
+
+
+def _keep_top(scores: torch.Tensor, alive: torch.Tensor, k: int) -> torch.Tensor:
+    """keep_top_k among the alive entries only."""
+    return keep_top_k(torch.where(alive, scores, torch.full_like(scores, -torch.inf)), k)
 
 
 def prune(weights: Mapping[str, torch.Tensor], mask: Mask, plan: PrunePlan, *, rounds: int = 1,

@@ -11,13 +11,13 @@ import json
 
 import numpy as np
 
+from lth.config.beyond import PAI_ABLATIONS
 from lth.report import figures as F
 from lth.report.load import RunData
 from lth.report.sections import Context, section
 
 CRITERION_COLORS = {"snip": "C0", "grasp": "C1", "synflow": "C2", "magnitude_init": "C4", "random": "0.5",
                     "smart_ratio": "C8", "edge_popup": "C0", "bernoulli": "C1", "large_final": "C2"}
-ABLATION_STYLES = {None: "-", "shuffle": "--", "reinit": "-.", "invert": ":"}
 ACCURACY_PANELS = [("early_stop_test_acc", "test accuracy at early stop (%)"),
                    ("final_test_acc", "test accuracy at end of training (%)")]
 
@@ -27,7 +27,7 @@ def _color(branch: str, i: int) -> str:
 
 
 def _split(branch: str) -> tuple[str, str | None]:
-    from lth.experiments.prune_at_init import split_branch
+    from lth.experiments.prune_at_init import split_branch  # here: the report module imports no torch
 
     return split_branch(branch)
 
@@ -120,9 +120,8 @@ def ablation_figure(run: RunData, levels: list[int]):
     pm = run.pm()
     for ax, level in zip(axes[0], levels):
         rows = {r["branch"]: r for r in run.rows if r["level"] == level}
-        bases = [c for c in _criteria(run) if any(_split(b) == (c, a) for b in rows for a in ("shuffle", "reinit",
-                                                                                            "invert"))]
-        kinds = [None] + [a for a in ("shuffle", "reinit", "invert") if any(_split(b)[1] == a for b in rows)]
+        bases = [c for c in _criteria(run) if any(_split(b) == (c, a) for b in rows for a in PAI_ABLATIONS)]
+        kinds = [None] + [a for a in PAI_ABLATIONS if any(_split(b)[1] == a for b in rows)]
         width = 0.8 / len(kinds)
         for j, kind in enumerate(kinds):
             xs, ms, errs = [], [], [[], []]

@@ -122,13 +122,6 @@ def synflow(ctx: CriterionContext) -> dict[str, torch.Tensor]:
     return {n: (w.detach() * g).abs() for n, w, g in zip(ctx.names, weights, grads)}
 
 
-@criterion("magnitude_init", needs=("initial",))
-def magnitude_init(ctx: CriterionContext) -> dict[str, torch.Tensor]:
-    """|θ_0|: magnitude pruning at initialization (Frankle et al. 2021's baseline; Zhou et al.'s large_init)."""
-    initial = ctx.need("initial", "magnitude_init")
-    return {n: initial[n].detach().abs().float().to(ctx.weights[n].device) for n in ctx.names}
-
-
 def smart_ratio_counts(sizes: dict[str, int], total: int, output: str | None,
                        linear_keep: float = SMART_RATIO_LINEAR_KEEP) -> dict[str, int]:
     """Per-layer kept counts of Su et al.'s smart ratio, summing exactly to `total`.

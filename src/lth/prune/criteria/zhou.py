@@ -20,19 +20,23 @@ def small_final(ctx: CriterionContext) -> dict[str, torch.Tensor]:
     return {n: -ctx.weights[n].detach().abs().float() for n in ctx.names}
 
 
-@criterion("large_init")
+@criterion("large_init", needs=("initial",))
 def large_init(ctx: CriterionContext) -> dict[str, torch.Tensor]:
     """|w_i|: keeps the weights that were largest at initialization."""
     return {n: wi.abs() for n, wi, _ in _pairs(ctx, "large_init")}
 
 
-@criterion("magnitude_increase")
+# Frankle et al. 2021's name for the same score, as a pruning-at-initialization baseline.
+criterion("magnitude_init", needs=("initial",))(large_init)
+
+
+@criterion("magnitude_increase", needs=("initial",))
 def magnitude_increase(ctx: CriterionContext) -> dict[str, torch.Tensor]:
     """|w_f| − |w_i|: keeps the weights whose magnitude grew most in training."""
     return {n: wf.abs() - wi.abs() for n, wi, wf in _pairs(ctx, "magnitude_increase")}
 
 
-@criterion("movement")
+@criterion("movement", needs=("initial",))
 def movement(ctx: CriterionContext) -> dict[str, torch.Tensor]:
     """|w_f − w_i|: keeps the weights that moved furthest in training."""
     return {n: (wf - wi).abs() for n, wi, wf in _pairs(ctx, "movement")}
@@ -48,7 +52,7 @@ def _alive_rank(values: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
     return (ranks.float() / max(1, len(order))).view_as(values)
 
 
-@criterion("large_init_large_final")
+@criterion("large_init_large_final", needs=("initial",))
 def large_init_large_final(ctx: CriterionContext) -> dict[str, torch.Tensor]:
     """Keeps weights that rank among the largest both at initialization and after training: the score is the
     lower of a weight's two magnitude ranks (within its tensor), so keeping the top k scores keeps exactly
